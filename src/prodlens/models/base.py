@@ -1,0 +1,32 @@
+"""The one prediction interface every explainer talks to.
+
+Any model, ours or a user's, is wrapped as a :class:`Classifier`: a deterministic,
+batched ``predict_proba(images, token_lists) -> (n, n_classes)`` function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from prodlens.data.types import OcrToken
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """A multimodal classifier as the explainers see it.
+
+    ``images`` are ``uint8`` RGB arrays of shape ``(H, W, 3)`` at the photo's own
+    resolution (the model resizes); ``token_lists`` hold the OCR tokens present, in
+    any order (the model puts them in reading order). The result is an ``(n, C)``
+    float array of class probabilities whose columns follow ``classes``.
+    Calls must be deterministic: the same inputs give the same outputs.
+    """
+
+    classes: Sequence[str]
+
+    def predict_proba(
+        self, images: Sequence[np.ndarray], token_lists: Sequence[Sequence[OcrToken]]
+    ) -> np.ndarray: ...
