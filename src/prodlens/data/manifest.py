@@ -71,12 +71,22 @@ class Dataset:
         return [self.classes.index(s.label) for s in self.samples]  # type: ignore[arg-type]
 
 
-def _sample_to_dict(s: ProductSample, root: Path) -> dict:
+def _relative(path: Path, root: Path) -> str:
     try:
-        rel = s.image_path.resolve().relative_to(root.resolve())
-        image = rel.as_posix()
+        return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
-        image = str(s.image_path)
+        return str(path)
+
+
+def _class_to_dict(c: ClassInfo, root: Path) -> dict:
+    d = c.to_dict()
+    if c.iconic_image is not None:
+        d["iconic_image"] = _relative(root / c.iconic_image, root)
+    return d
+
+
+def _sample_to_dict(s: ProductSample, root: Path) -> dict:
+    image = _relative(s.image_path, root)
     d: dict = {"id": s.id, "image_path": image, "label": s.label, "split": s.split}
     d["ocr_tokens"] = None if s.ocr_tokens is None else [t.to_dict() for t in s.ocr_tokens]
     if s.meta:
@@ -89,7 +99,7 @@ def write_dataset(ds: Dataset, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_write(folder / CLASSES) as f:
-        json.dump({"classes": [c.to_dict() for c in ds.classes]}, f, indent=1, ensure_ascii=False)
+        json.dump({"classes": [_class_to_dict(c, folder) for c in ds.classes]}, f, indent=1, ensure_ascii=False)
     with atomic_write(folder / MANIFEST) as f:
         for s in ds.samples:
             f.write(json.dumps(_sample_to_dict(s, folder), ensure_ascii=False) + "\n")
@@ -153,12 +163,23 @@ def read_dataset(folder: str | Path, *, strict: bool = False) -> Dataset:
         try:
             data = json.loads(classes_file.read_text(encoding="utf-8"))
             classes = ClassList(ClassInfo.from_dict(c) for c in data["classes"])
+            classes = ClassList(
+                replace(c, iconic_image=folder / c.iconic_image) if c.iconic_image else c for c in classes
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise BadInputError(classes_file, f"wrong schema ({e})", 'expected {"classes": [{"name":..., "index":0}, ...]}') from None
     else:
         classes = ClassList.from_names(sorted({s.label for s in samples if s.label is not None}))
     kept = []
+    seen: set[str] = set()
     for s in samples:
+        if s.id in seen:
+            err = BadInputError(manifest, f"duplicate sample id {s.id!r}", "sample ids must be unique; prefix them with the split")
+            if strict:
+                raise err
+            skipped.append((str(s.image_path), str(err)))
+            continue
+        seen.add(s.id)
         if s.label is not None and s.label not in classes:
             try:
                 classes.get(s.label)

@@ -1,0 +1,88 @@
+"""`prodlens ocr` (offline RapidOCR over a dataset) and `prodlens import-vision` (Google Vision JSON)."""
+
+from __future__ import annotations
+
+import argparse
+
+from prodlens.cli._common import add_parser
+from prodlens.data.manifest import read_dataset, write_dataset
+from prodlens.data.vision_json import attach_vision_json
+from prodlens.ocr.rapid import RapidOcrEngine
+from prodlens.ocr.runner import DEFAULT_MIN_SCORE, run_ocr
+
+
+def _ocr(args: argparse.Namespace) -> int:
+    ds = read_dataset(args.dataset)
+    engine = RapidOcrEngine(upscale=args.upscale, threads=args.threads)
+    ds, report = run_ocr(
+        ds, engine, cache_dir=args.cache_dir, workers=args.workers, min_score=args.min_score,
+        progress=not args.no_progress,
+    )
+    path = write_dataset(ds, args.out or ds.root or args.dataset)
+    print(report.summary())
+    print(f"wrote {path}")
+    return 0
+
+
+def _import_vision(args: argparse.Namespace) -> int:
+    ds = read_dataset(args.dataset)
+    ds, report = attach_vision_json(ds, args.json_dir, progress=not args.no_progress)
+    path = write_dataset(ds, args.out or ds.root or args.dataset)
+    print(report.summary())
+    print(f"wrote {path}")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _score(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = add_parser(
+        sub, "ocr",
+        "Read the text on every image of a dataset with offline RapidOCR and store word tokens in its manifest. "
+        "Results are cached by image content, so a re-run (or an interrupted run) only reads new images.",
+        "prodlens ocr work/grocery --workers 2",
+    )
+    p.add_argument("dataset", help="dataset folder (with manifest.jsonl)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="OCR processes (default 1)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="onnxruntime threads per process (default: all cores, or cores/workers)")
+    p.add_argument("--upscale", type=_positive_float, default=1.0,
+                   help="resize factor before OCR; 2 helps small text (default 1.0)")
+    p.add_argument("--cache-dir", default=None,
+                   help="OCR cache root (default $PRODLENS_CACHE/ocr or ~/.cache/prodlens/ocr)")
+    p.add_argument("--min-score", type=_score, default=DEFAULT_MIN_SCORE,
+                   help=f"drop lines read with lower confidence (default {DEFAULT_MIN_SCORE})")
+    p.add_argument("--out", default=None, help="write the dataset here instead of updating it in place")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_ocr)
+
+    p = add_parser(
+        sub, "import-vision",
+        "Attach Google Cloud Vision OCR results (one JSON response per image, named after the image) "
+        "to a dataset. Images without a JSON file are listed as skipped and keep their tokens.",
+        "prodlens import-vision work/grocery vision_json/",
+    )
+    p.add_argument("dataset", help="dataset folder (with manifest.jsonl)")
+    p.add_argument("json_dir", help="folder of Vision API JSON responses, e.g. photo_001.json for photo_001.jpg")
+    p.add_argument("--out", default=None, help="write the dataset here instead of updating it in place")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_import_vision)
