@@ -8,6 +8,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.prodlens-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,app,postgres]"
   touch "$stamp"
 fi

@@ -5,14 +5,29 @@ from __future__ import annotations
 import argparse
 
 from prodlens.cli._common import add_parser
-from prodlens.data.manifest import read_dataset, write_dataset
+from prodlens.data.manifest import Dataset, read_dataset, write_dataset
 from prodlens.data.vision_json import attach_vision_json
+from prodlens.errors import BadInputError
 from prodlens.ocr.rapid import RapidOcrEngine
 from prodlens.ocr.runner import DEFAULT_MIN_SCORE, run_ocr
 
 
-def _ocr(args: argparse.Namespace) -> int:
+def _read(args: argparse.Namespace) -> Dataset:
+    """Read the dataset; refuse to rewrite it in place when that would drop unreadable lines."""
     ds = read_dataset(args.dataset)
+    if ds.skipped and not args.out:
+        _, why = ds.skipped[0]
+        raise BadInputError(
+            args.dataset,
+            f"{len(ds.skipped)} manifest line(s) could not be read (first: {why}) and would be lost "
+            "if the manifest were rewritten",
+            "fix them, or pass --out DIR to write a cleaned copy",
+        )
+    return ds
+
+
+def _ocr(args: argparse.Namespace) -> int:
+    ds = _read(args)
     engine = RapidOcrEngine(upscale=args.upscale, threads=args.threads)
     ds, report = run_ocr(
         ds, engine, cache_dir=args.cache_dir, workers=args.workers, min_score=args.min_score,
@@ -25,7 +40,7 @@ def _ocr(args: argparse.Namespace) -> int:
 
 
 def _import_vision(args: argparse.Namespace) -> int:
-    ds = read_dataset(args.dataset)
+    ds = _read(args)
     ds, report = attach_vision_json(ds, args.json_dir, progress=not args.no_progress)
     path = write_dataset(ds, args.out or ds.root or args.dataset)
     print(report.summary())
@@ -57,8 +72,7 @@ def _score(text: str) -> float:
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(
         sub, "ocr",
-        "Read the text on every image of a dataset with offline RapidOCR and store word tokens in its manifest. "
-        "Results are cached by image content, so a re-run (or an interrupted run) only reads new images.",
+        "Read each image's text with offline RapidOCR into the manifest (cached by content; re-run to resume).",
         "prodlens ocr work/grocery --workers 2",
     )
     p.add_argument("dataset", help="dataset folder (with manifest.jsonl)")
@@ -77,8 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_parser(
         sub, "import-vision",
-        "Attach Google Cloud Vision OCR results (one JSON response per image, named after the image) "
-        "to a dataset. Images without a JSON file are listed as skipped and keep their tokens.",
+        "Attach Google Cloud Vision OCR JSON (one file per image, named after it) to a dataset's manifest.",
         "prodlens import-vision work/grocery vision_json/",
     )
     p.add_argument("dataset", help="dataset folder (with manifest.jsonl)")

@@ -17,19 +17,33 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from prodlens.errors import BadInputError
 
 #: Refuse images above this many pixels (about 16k x 12k) instead of exhausting memory.
+#: Pillow itself refuses anything above ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (about 179 MP).
 MAX_PIXELS = 200_000_000
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, img).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode.startswith("I;16"):  # 16-bit grey: full range is 0..65535
+        arr = np.asarray(img, dtype=np.float64) / 257.0
+        img = Image.fromarray(np.rint(arr).clip(0, 255).astype(np.uint8))
+    elif img.mode == "I":  # 32-bit int: 8- or 16-bit data when it fits, else stretched to its maximum
         arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() or 1.0
-        img = Image.fromarray((arr / hi * 255).astype(np.uint8))
+        hi = float(arr.max()) if arr.size else 0.0
+        if hi > 255:
+            arr = arr / (257.0 if hi <= 65535 else hi / 255.0)
+        img = Image.fromarray(np.rint(arr).clip(0, 255).astype(np.uint8))
+    elif img.mode == "F":  # float: 0..1 when it fits, else 0..255
+        arr = np.asarray(img, dtype=np.float64)
+        arr = arr * 255.0 if arr.size and np.nanmax(arr) <= 1.0 else arr
+        img = Image.fromarray(np.rint(np.nan_to_num(arr)).clip(0, 255).astype(np.uint8))
     return img.convert("RGB")
+
+
+def _megapixels(n: int) -> str:
+    return f"{n / 1e6:.3g} MP"
 
 
 def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -46,13 +60,14 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise BadInputError(path, "image file not found", "check the path in the manifest or re-import the dataset")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # max_pixels is the limit; Pillow's own warning (at ~89 MP) would refuse 100 MP phone photos
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise BadInputError(
                         path,
-                        f"image is {w}x{h} = {w * h / 1e6:.0f} MP, above the {max_pixels / 1e6:.0f} MP limit",
+                        f"image is {w}x{h} = {_megapixels(w * h)}, above the {_megapixels(max_pixels)} limit",
                         "downscale it (product photos need well under 10 MP) or raise max_pixels",
                     )
                 img.load()
@@ -60,8 +75,12 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 rgb = _to_rgb(img)
     except BadInputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadInputError(path, f"image is too large to decode safely ({e})", "downscale it") from None
+    except Image.DecompressionBombError as e:
+        raise BadInputError(
+            path, f"image is above Pillow's hard limit of {_megapixels(2 * Image.MAX_IMAGE_PIXELS)} ({e})", "downscale it"
+        ) from None
+    except PermissionError:
+        raise BadInputError(path, "no permission to read the image", "fix the file's permissions") from None
     except UnidentifiedImageError:
         raise BadInputError(path, "not a readable image (unknown or corrupt format)", "re-export it as JPEG or PNG") from None
     except (OSError, SyntaxError, ValueError) as e:

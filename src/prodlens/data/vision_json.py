@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm.auto import tqdm
 
 from prodlens.data.manifest import Dataset
@@ -148,7 +148,14 @@ def read_vision_json(path: str | Path, *, image_size: tuple[int, int] | None = N
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` of an image as :func:`~prodlens.data.images.load_image` returns it
-    (EXIF rotation applied), read from the header only."""
+    (EXIF rotation applied), read from the header only.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.png"
+    >>> Image.new("RGB", (6, 4)).save(p)
+    >>> image_size(p)
+    (6, 4)
+    """
     path = Path(path)
     try:
         with Image.open(path) as img:
@@ -170,7 +177,12 @@ class VisionImportReport:
     skipped: tuple[tuple[str, str], ...]
 
     def summary(self) -> str:
-        """e.g. ``Vision import: 3 images, 2 with JSON (11 words), 1 skipped``."""
+        """A few human-readable lines, e.g. for the CLI.
+
+        >>> print(VisionImportReport(2, 1, 4, (("b.jpg", "no JSON file named b.json in vision"),)).summary())
+        Vision import: 2 images, 1 with JSON (4 words), 1 skipped
+          skipped b.jpg: no JSON file named b.json in vision
+        """
         out = [f"Vision import: {self.images} images, {self.attached} with JSON ({self.words} words), "
                f"{len(self.skipped)} skipped"]
         out += [f"  skipped {p}: {r}" for p, r in self.skipped[:10]]

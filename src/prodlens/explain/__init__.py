@@ -1,0 +1,57 @@
+"""Local explanations: multimodal LIME over superpixels and OCR tokens.
+
+>>> from prodlens.explain import MultimodalLime
+>>> MultimodalLime(n_samples=500).n_samples
+500
+"""
+
+from prodlens.explain.evaluation import CachedEvaluator, has_feature_path
+from prodlens.explain.explanation import Explanation
+from prodlens.explain.interpretable import FILLS, ModelInputs, MultimodalInput, fill_image
+from prodlens.explain.kernels import ExponentialKernel, Kernel, cosine_distance_to_ones
+from prodlens.explain.lime import MultimodalLime, explain_sample, model_input_size
+from prodlens.explain.result import SampleExplanations
+from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, PairedSampler, Sampler
+from prodlens.explain.segmentation import (
+    FunctionSegmenter,
+    GridSegmenter,
+    Segmenter,
+    SlicSegmenter,
+    make_segmenter,
+    relabel_contiguous,
+)
+from prodlens.explain.stopping import EarlyStopping, top_k_sets
+from prodlens.explain.surrogate import RidgeSurrogate, Surrogate, SurrogateFit, weighted_r2
+
+__all__ = [
+    "BernoulliSampler",
+    "CachedEvaluator",
+    "EarlyStopping",
+    "Explanation",
+    "ExponentialKernel",
+    "FILLS",
+    "FunctionSegmenter",
+    "GridSegmenter",
+    "Kernel",
+    "ModelInputs",
+    "MultimodalInput",
+    "MultimodalLime",
+    "OrthogonalSampler",
+    "PairedSampler",
+    "RidgeSurrogate",
+    "SampleExplanations",
+    "Sampler",
+    "Segmenter",
+    "SlicSegmenter",
+    "Surrogate",
+    "SurrogateFit",
+    "cosine_distance_to_ones",
+    "explain_sample",
+    "fill_image",
+    "has_feature_path",
+    "make_segmenter",
+    "model_input_size",
+    "relabel_contiguous",
+    "top_k_sets",
+    "weighted_r2",
+]

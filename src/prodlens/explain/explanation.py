@@ -36,6 +36,8 @@ class Explanation:
     seed: int = 0
     n_samples: int = 0
     config: dict = field(default_factory=dict)
+    #: the surrogate's prediction on the unperturbed input (compare with ``prediction``)
+    surrogate_prediction: float | None = None
 
     @property
     def n_features(self) -> int:
@@ -67,3 +69,60 @@ class Explanation:
         if positive_only:
             order = order[self.weights[order] > 0]
         return [int(i) for i in order[:k]]
+
+    def feature_name(self, i: int) -> str:
+        """``"superpixel 3"`` or ``"token 'MILK'"`` for feature index ``i``."""
+        if i < self.n_superpixels:
+            return f"superpixel {i}"
+        return f"token {self.tokens[i - self.n_superpixels].text!r}"
+
+    def to_dict(self, include_segments: bool = True) -> dict:
+        """JSON-ready dict; ``segments`` as nested lists unless ``include_segments`` is false.
+
+        >>> e = Explanation("s", 1, "b", np.array([0.5, -0.25]), 0.1, 0.9, 0.8, np.zeros((1, 1), int),
+        ...                 (OcrToken("X", (0, 0, 1, 1)),), 1)
+        >>> Explanation.from_dict(e.to_dict()).weights.tolist()
+        [0.5, -0.25]
+        """
+        d = {
+            "sample_id": self.sample_id,
+            "target": int(self.target),
+            "target_name": self.target_name,
+            "weights": [float(w) for w in self.weights],
+            "intercept": float(self.intercept),
+            "score": float(self.score),
+            "prediction": float(self.prediction),
+            "surrogate_prediction": None if self.surrogate_prediction is None else float(self.surrogate_prediction),
+            "n_superpixels": int(self.n_superpixels),
+            "tokens": [t.to_dict() for t in self.tokens],
+            "seed": int(self.seed),
+            "n_samples": int(self.n_samples),
+            "config": self.config,
+            "image_share": self.image_share,
+            "text_share": self.text_share,
+        }
+        if include_segments:
+            d["segments"] = np.asarray(self.segments).tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, segments: np.ndarray | None = None) -> Explanation:
+        """Inverse of :meth:`to_dict`; pass ``segments`` when the dict was saved without them."""
+        seg = np.asarray(d["segments"], dtype=np.int32) if segments is None else np.asarray(segments)
+        sp = d.get("surrogate_prediction")
+        return cls(
+            sample_id=d["sample_id"],
+            target=int(d["target"]),
+            target_name=d["target_name"],
+            weights=np.asarray(d["weights"], dtype=np.float64),
+            intercept=float(d["intercept"]),
+            score=float(d["score"]),
+            prediction=float(d["prediction"]),
+            segments=seg,
+            tokens=tuple(OcrToken.from_dict(t) for t in d.get("tokens", [])),
+            n_superpixels=int(d["n_superpixels"]),
+            seed=int(d.get("seed", 0)),
+            n_samples=int(d.get("n_samples", 0)),
+            config=dict(d.get("config", {})),
+            surrogate_prediction=None if sp is None else float(sp),
+        )

@@ -27,7 +27,7 @@ class PreprocessConfig:
 
     >>> cfg = PreprocessConfig(256, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     >>> cfg.key()
-    'sq256-bilinear-bc1e0a3f'
+    'sq256-bilinear-e2d50e35'
     """
 
     input_size: int = 256

@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -44,11 +45,8 @@ DEFAULT_MIN_SCORE = 0.5
 def default_cache_dir() -> Path:
     """``$PRODLENS_CACHE/ocr`` when the variable is set, else ``~/.cache/prodlens/ocr``.
 
-    >>> import os
-    >>> os.environ["PRODLENS_CACHE"] = "/tmp/pl-cache"
-    >>> default_cache_dir().as_posix()
-    '/tmp/pl-cache/ocr'
-    >>> del os.environ["PRODLENS_CACHE"]
+    >>> default_cache_dir().name
+    'ocr'
     """
     root = os.environ.get(CACHE_ENV)
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "prodlens"
@@ -133,9 +131,17 @@ class OcrRun(NamedTuple):
 _WORKER_ENGINE: OcrEngine | None = None
 
 
-def _init_worker(engine: OcrEngine) -> None:
+def _exit_with_parent(parent: int) -> None:
+    while True:  # a killed parent never tells its pool; do not linger as an orphan
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_worker(engine: OcrEngine, parent: int) -> None:
     global _WORKER_ENGINE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cancels
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _WORKER_ENGINE = engine
 
 
@@ -163,14 +169,22 @@ def _computed_serial(engine: OcrEngine, jobs: list[tuple[int, Path]]) -> Generat
             yield idx, e
 
 
+def _cpu_count() -> int:
+    """CPUs this process may use (respects affinity / container limits where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _computed_parallel(engine: OcrEngine, jobs: list[tuple[int, Path]], workers: int) -> Generator[tuple[int, object], None, None]:
     if isinstance(engine, ThreadLimitable) and getattr(engine, "threads", None) is None:
-        per_worker = max(1, (os.cpu_count() or 1) // workers)
+        per_worker = max(1, _cpu_count() // workers)
         engine = engine.with_threads(per_worker)
         log.info("%d workers, %d onnxruntime thread(s) each", workers, per_worker)
     # spawn, not fork: a forked copy of a process that already runs onnxruntime threads can hang
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(engine,))
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(engine, os.getpid()))
     try:
         pending = iter(jobs)
         running: dict[Future, int] = {}
@@ -265,9 +279,9 @@ def run_ocr(
             try:
                 sha = file_sha256(s.image_path)
             except OSError as e:
-                err = BadInputError(s.image_path, f"cannot read the file ({e.strerror or e})",
-                                    "check the path in the manifest or re-import the dataset")
-                skipped.append((str(s.image_path), str(err)))
+                problem = f"cannot read the file ({e.strerror or e})"
+                log.warning("skipping %s: %s", s.image_path, problem)
+                skipped.append((str(s.image_path), problem))
                 bar.update()
                 continue
             hit = cache.get(sha)
@@ -289,7 +303,7 @@ def run_ocr(
             for idx, res in results:
                 if isinstance(res, BadInputError):
                     log.warning("skipping %s", res)
-                    skipped.append((str(samples[idx].image_path), str(res)))
+                    skipped.append((str(samples[idx].image_path), res.problem))
                 else:
                     lines, seconds = res  # type: ignore[misc]
                     if use_cache:

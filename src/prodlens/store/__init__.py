@@ -1,0 +1,54 @@
+"""Results store: runs, samples, predictions, local and global explanations, deletion
+and matching results in SQLite (default) or PostgreSQL. The only module that writes SQL.
+
+>>> from prodlens.store import Store
+>>> with Store.open(":memory:") as store:
+...     store.add_run("baseline", model="concat").name
+'baseline'
+
+See ``docs/store.md`` for the tables and the conventions of JSON payloads.
+"""
+
+from prodlens.store.codec import top_k
+from prodlens.store.core import RunSummary, Store, open_store, package_versions
+from prodlens.store.exceptions import (
+    RunExistsError,
+    RunNotFoundError,
+    SampleNotFoundError,
+    SchemaVersionError,
+    StoreError,
+    StoreNotFoundError,
+)
+from prodlens.store.export import export_run, run_to_dict
+from prodlens.store.migrations import LATEST as SCHEMA_VERSION
+from prodlens.store.records import (
+    DeletionResult,
+    ExplanationSummary,
+    GlobalFeature,
+    MatchResult,
+    Prediction,
+    Run,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeletionResult",
+    "ExplanationSummary",
+    "GlobalFeature",
+    "MatchResult",
+    "Prediction",
+    "Run",
+    "RunExistsError",
+    "RunNotFoundError",
+    "RunSummary",
+    "SampleNotFoundError",
+    "SchemaVersionError",
+    "Store",
+    "StoreError",
+    "StoreNotFoundError",
+    "export_run",
+    "open_store",
+    "run_to_dict",
+    "package_versions",
+    "top_k",
+]

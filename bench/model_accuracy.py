@@ -1,0 +1,155 @@
+"""Accuracy of the five recognition models on GroceryStoreDataset (fast CPU mode).
+
+Trains image, text, score_fusion, concat and embracenet heads on frozen backbones
+(cached features, augmented views) for two label sets:
+
+* ``fine81``: all 81 fine-grained classes;
+* ``packages31``: the 31 packaged-product classes (the ones with text).
+
+Early stopping uses a stratified 10% hold-out of *train* (``--select train-fold``,
+default), so the reported val numbers are untouched by model selection; with
+``--select val`` the val split itself is used for early stopping (as the paper's
+protocol allows) and the numbers are slightly optimistic. The test split is never read.
+
+Writes ``bench/results/model_accuracy.json`` and prints a Markdown table.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/model_accuracy.py \
+        --data ../shared/datasets/GroceryStoreDataset/dataset --ocr-cache /work/cache/ocr \
+        --views 8 --runs runs/model_accuracy
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from prodlens.data.grocery import import_grocery_store, package_classes
+from prodlens.data.manifest import Dataset
+from prodlens.models.checkpoint import save_checkpoint
+from prodlens.ocr.cache import OcrCache, file_sha256
+from prodlens.ocr.words import lines_to_words
+from prodlens.train import AugmentConfig, TrainConfig, Trainer, evaluate_probs, image_features, text_features
+from prodlens.train.features import HFLIP, PLAIN, FeatureCache, text_view
+
+log = logging.getLogger("bench.model_accuracy")
+MODELS = ("image", "text", "score_fusion", "concat", "embracenet")
+ENGINE_KEY = "rapidocr_onnxruntime-1.4.4_x1.0"
+
+
+def attach_ocr(ds: Dataset, cache_root: Path, min_score: float) -> tuple[Dataset, int]:
+    cache = OcrCache(cache_root, ENGINE_KEY)
+    out, missing = [], 0
+    for s in ds.samples:
+        hit = cache.get(file_sha256(s.image_path))
+        if hit is None:
+            missing += 1
+            out.append(s)
+        else:
+            out.append(s.with_tokens(lines_to_words(hit["lines"], min_score=min_score)))
+    return replace(ds, samples=out), missing
+
+
+def val_probs(clf, val: Dataset, cache: FeatureCache, aug: AugmentConfig, seed: int, tta: bool) -> np.ndarray:
+    """Class probabilities on val from cached features (same numbers as clf.predict_proba)."""
+    views = (PLAIN, HFLIP) if tta else (PLAIN,)
+    txt = None
+    if clf.text_backbone is not None:
+        txt = text_features(clf.text_backbone, [text_view(s, 0, aug, seed) for s in val.samples], cache=cache, progress=False)
+    if clf.image_backbone is None:
+        return clf.predict_from_features(None, txt)
+    img = image_features(clf.image_backbone, val.samples, views, cache=cache, aug=aug, seed=seed, progress=False)
+    return np.mean([clf.predict_from_features(img[:, j], txt) for j in range(len(views))], axis=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="../shared/datasets/GroceryStoreDataset/dataset")
+    ap.add_argument("--ocr-cache", default="/work/cache/ocr")
+    ap.add_argument("--feature-cache", default=str(Path("~/.cache/prodlens/features").expanduser()))
+    ap.add_argument("--runs", default="runs/model_accuracy", help="folder for the trained checkpoints")
+    ap.add_argument("--out", default="bench/results/model_accuracy.json")
+    ap.add_argument("--image-backbone", default="efficientnet_lite0")
+    ap.add_argument("--views", type=int, default=8)
+    ap.add_argument("--select", choices=["train-fold", "val"], default="train-fold")
+    ap.add_argument("--settings", nargs="+", default=["fine81", "packages31"], choices=["fine81", "packages31"])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--min-ocr-score", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--head-opt", nargs="*", default=[], metavar="MODEL:KEY=VALUE")
+    ap.add_argument("--no-write", action="store_true", help="print the table only")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    full = import_grocery_store(args.data, ("train", "val"))
+    full, missing = attach_ocr(full, Path(args.ocr_cache), args.min_ocr_score)
+    if missing:
+        log.warning("%d images have no OCR cache entry; they get empty text", missing)
+    head_opts: dict[str, dict] = {}
+    for item in args.head_opt:
+        model, kv = item.split(":", 1)
+        k, v = kv.split("=", 1)
+        head_opts.setdefault(model, {})[k] = json.loads(v)
+
+    cache = FeatureCache(args.feature_cache)
+    aug = AugmentConfig()
+    results: dict[str, dict] = {}
+    for setting in args.settings:
+        ds = full if setting == "fine81" else full.with_classes(package_classes(full))
+        train, val = ds.split("train"), ds.split("val")
+        key = f"{setting}/val"
+        results[key] = {}
+        for model in args.models:
+            t0 = time.perf_counter()
+            cfg = TrainConfig(views=args.views, seed=args.seed, feature_cache=args.feature_cache)
+            tr = Trainer(model, image_backbone=args.image_backbone, head_cfg=head_opts.get(model), config=cfg, progress=False)
+            tr.fit(train, val if args.select == "val" else None)
+            clf = tr.classifier_
+            y = [clf.classes.index(s.label) for s in val.samples]
+            row = {}
+            for tta in (False, True):
+                rep = evaluate_probs(val_probs(clf, val, cache, aug, args.seed, tta), y, clf.classes)
+                sfx = "_tta" if tta else ""
+                row[f"top1{sfx}"], row[f"top5{sfx}"] = round(rep.top1, 4), round(rep.top5, 4)
+            row.update(n_val=len(val), n_train=len(train), best_epoch=tr.best_epoch_, epochs_run=tr.metrics_["epochs_run"],
+                       selection_top1=round(tr.metrics_["val_top1"], 4), seconds=round(time.perf_counter() - t0, 1))
+            path = Path(args.runs) / setting / f"{model}.pt"
+            save_checkpoint(clf, path, metrics={**tr.metrics_, "val_top1_untouched": row["top1"], "val_top5_untouched": row["top5"]},
+                            train_config=tr.config_.to_dict())
+            row["checkpoint"] = str(path)
+            row["checkpoint_mb"] = round(path.stat().st_size / 1e6, 2)
+            results[key][model] = row
+            log.info("%s %s: %s", setting, model, row)
+
+    lines = ["| label set | model | top-1 | top-5 | top-1 (hflip TTA) | top-5 (TTA) |", "|---|---|---:|---:|---:|---:|"]
+    for key, rows in results.items():
+        for model, r in rows.items():
+            lines.append(f"| {key} | {model} | {r['top1']:.1%} | {r['top5']:.1%} | {r['top1_tta']:.1%} | {r['top5_tta']:.1%} |")
+    print("\n".join(lines))
+    if not args.no_write:
+        doc = {
+            "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/model_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "dataset": "GroceryStoreDataset (Klasson et al. 2019): train 2640 -> val 296 images; fine81 = 81 fine classes, "
+                       "packages31 = the 31 packaged-product classes; OCR: RapidOCR 1.4.4 lines, words with score >= "
+                       f"{args.min_ocr_score}",
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
+            "setup": {"mode": "fast (frozen backbones, heads only)", "image_backbone": args.image_backbone,
+                      "text_backbone": "minilm", "views": args.views, "selection": args.select, "seed": args.seed,
+                      "head_opts": head_opts, "ocr_missing": missing},
+            "results": results,
+        }
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

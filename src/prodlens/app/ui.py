@@ -1,0 +1,346 @@
+"""The Gradio layout of the explorer: thin callbacks around :class:`~prodlens.app.views.Explorer`.
+
+Everything shown is read from the store; no model runs while navigating. Pictures are
+handed to Gradio as arrays (it writes them to its own cache), so the server never
+serves a file by path: nothing outside Gradio's cache is reachable over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no phoning home
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from prodlens.app.views import TOP_IMAGE_FEATURES, Explorer
+from prodlens.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+TITLE = "prodlens explorer"
+#: Label of the second explanation panel when there is none. Components are never
+#: hidden and shown again: in Gradio 6 a visibility change re-mounts the page's
+#: dropdowns, which fire ``change`` again and loop the events.
+_NO_SECOND = "explanation for the predicted class (only for misclassified samples)"
+_CSS = """
+.pl-small textarea { font-family: ui-monospace, monospace; }
+footer { display: none !important; }
+"""
+
+
+def _theme() -> gr.themes.Base:
+    # system fonts only: the default theme would fetch a web font from the internet
+    return gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "DejaVu Sans", "sans-serif"],
+        font_mono=["ui-monospace", "DejaVu Sans Mono", "monospace"],
+    )
+
+
+def _df(rows: list[list], headers: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=headers) if rows else pd.DataFrame(columns=headers)
+
+
+class Callbacks:
+    """The functions the UI calls, one per view; each returns what its outputs show.
+
+    They are plain methods so that tests and the latency benchmark can call them
+    without a browser.
+    """
+
+    def __init__(self, explorer: Explorer) -> None:
+        self.ex = explorer
+
+    def _valid(self, run: str | None, class_name: str | None = None) -> bool:
+        if not run or run not in self.ex.run_names():
+            return False
+        return class_name is None or class_name in self.ex.classes(run)
+
+    # -- run level
+    def on_load(self) -> tuple:
+        runs = self.ex.run_names()
+        first = runs[-1] if runs else None
+        other = runs[-2] if len(runs) > 1 else first
+        note = "" if runs else f"No runs in {self.ex.store.where} yet: run an explain job that writes to this store."
+        return gr.update(choices=runs, value=first), gr.update(choices=runs, value=other), note
+
+    def on_run(self, run: str | None) -> tuple:
+        if not self._valid(run):
+            return gr.update(choices=[], value=None), "", *self.on_deletion(None)
+        classes = self.ex.classes(run)  # type: ignore[arg-type]
+        return (gr.update(choices=classes, value=classes[0] if classes else None),
+                self.ex.run_summary(run),  # type: ignore[arg-type]
+                *self.on_deletion(run))
+
+    def on_deletion(self, run: str | None) -> tuple:
+        if not self._valid(run):
+            return pd.DataFrame(columns=["step", "accuracy", "curve"]), ""
+        v = self.ex.deletion(run)  # type: ignore[arg-type]
+        return pd.DataFrame(v.points, columns=["step", "accuracy", "curve"]), v.summary
+
+    def on_histogram(self, run: str | None, class_name: str | None) -> tuple:
+        cols = ["image share", "explanations"]
+        if not self._valid(run):
+            return pd.DataFrame(columns=cols), pd.DataFrame(columns=cols), ""
+        h = self.ex.share_histogram(run, class_name)  # type: ignore[arg-type]
+        return (pd.DataFrame({cols[0]: h.bins, cols[1]: h.run_counts}),
+                pd.DataFrame({cols[0]: h.bins, cols[1]: h.class_counts}), h.summary)
+
+    # -- local
+    def on_class(self, run: str | None, class_name: str | None) -> tuple:
+        """Sample picker for the class, and the single view of its first sample."""
+        if not self._valid(run, class_name):
+            return (gr.update(choices=[], value=None), *self.on_sample(None, None))
+        choices = self.ex.sample_choices(run, class_name)  # type: ignore[arg-type]
+        first = choices[0].sample_id if choices else None
+        return (gr.update(choices=[(c.caption, c.sample_id) for c in choices], value=first),
+                *self.on_sample(run, first))
+
+    def on_sample(self, run: str | None, sample_id: str | None) -> tuple:
+        """status, photo, OCR text, panel 1, panel 2, top-k table, word table."""
+        if not sample_id or not self._valid(run):
+            empty = gr.update(value=None, label="Explanation")
+            return ("Choose a run, a class and a sample.", None, "", empty, gr.update(value=None, label=_NO_SECOND),
+                    _df([], ["class", "probability"]), _df([], ["word"]))
+        try:
+            v = self.ex.single(run, sample_id)  # type: ignore[arg-type]
+        except StoreError as e:
+            return (f"**{e}**", None, "", gr.update(value=None), gr.update(value=None, label=_NO_SECOND),
+                    _df([], ["class", "probability"]), _df([], ["word"]))
+        p1 = v.panels[0] if v.panels else None
+        p2 = v.panels[1] if len(v.panels) > 1 else None
+        one = gr.update(value=p1.image if p1 else None, label=p1.caption if p1 else "not explained")
+        two = gr.update(value=p2.image if p2 else None, label=p2.caption if p2 else _NO_SECOND)
+        return (v.status, v.photo, v.ocr_text, one, two, _df(v.top_k, ["class", "probability"]),
+                _df(v.words, v.word_headers))
+
+    def on_gallery(self, run: str | None, class_name: str | None) -> tuple:
+        if not self._valid(run, class_name):
+            return [], ""
+        items = self.ex.gallery(run, class_name)  # type: ignore[arg-type]
+        n_expl = sum(1 for p in items if "not explained" not in p.caption)
+        note = f"{len(items)} samples of **{class_name}**, {n_expl} with explanations (overlay for the true class)."
+        return [(p.image, p.caption) for p in items], note
+
+    def on_misclassified(self, run: str | None, class_name: str | None) -> tuple:
+        headers = ["sample", "true class", "predicted", "confidence", "kind"]
+        if not self._valid(run, class_name):
+            return "", _df([], headers), []
+        v = self.ex.misclassified(run, class_name)  # type: ignore[arg-type]
+        return v.summary, _df(v.rows, headers), [(p.image, p.caption) for p in v.items]
+
+    def pick_from_table(self, table: pd.DataFrame, evt: gr.SelectData) -> tuple:
+        """A click on a misclassified row opens that sample in the single view."""
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        sample_id = str(table.iloc[int(row), 0])
+        return gr.update(value=sample_id), gr.Tabs(selected="single")
+
+    # -- global
+    def on_global(self, run: str | None, class_name: str | None) -> tuple:
+        """summary, then (caption, crops) per image feature slot, then the text table."""
+        headers = ["rank", "text", "spelling variants", "count", "importance"]
+        slots: list[Any] = []
+        if not self._valid(run, class_name):
+            for _ in range(TOP_IMAGE_FEATURES):
+                slots += ["", None]
+            return ("", *slots, _df([], headers))
+        v = self.ex.global_view(run, class_name)  # type: ignore[arg-type]
+        for k in range(TOP_IMAGE_FEATURES):
+            if k < len(v.image_features):
+                f = v.image_features[k]
+                slots += [f.caption, f.picture]
+            else:
+                slots += ["", None]
+        return (v.summary, *slots, _df(v.text_rows, headers))
+
+    # -- compare
+    def on_compare_choices(self, run_a: str | None, run_b: str | None, class_name: str | None) -> tuple:
+        if not (self._valid(run_a, class_name) and self._valid(run_b)):
+            return (gr.update(choices=[], value=None), *self.on_compare(None, None, None, None))
+        ids = self.ex.compare_choices(run_a, run_b, class_name)  # type: ignore[arg-type]
+        first = ids[0] if ids else None
+        return (gr.update(choices=ids, value=first), *self.on_compare(run_a, run_b, class_name, first))
+
+    def on_compare(self, run_a: str | None, run_b: str | None, class_name: str | None, sample_id: str | None) -> tuple:
+        headers = ["rank", "text", "count", "importance"]
+        if not (self._valid(run_a, class_name) and self._valid(run_b)):
+            blank = ("", gr.update(value=None, label="run A"), _df([], headers))
+            return (*blank, "", gr.update(value=None, label="run B"), _df([], headers))
+        v = self.ex.compare(run_a, run_b, class_name, sample_id)  # type: ignore[arg-type]
+        out: list[Any] = []
+        for side in (v.left, v.right):
+            out += [side.summary, gr.update(value=side.panel.image, label=side.panel.caption), _df(side.text_rows, headers)]
+        return tuple(out)
+
+
+def build_app(explorer: Explorer) -> gr.Blocks:
+    """The Gradio app over ``explorer`` (not launched; see :func:`launch`)."""
+    cb = Callbacks(explorer)
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(f"## {TITLE}\nStore: `{explorer.store.where}` — every view is read from the store; no model runs here.")
+        note = gr.Markdown(elem_id="pl-note")
+        # initial choices: every run and every class of any run (the server checks
+        # values against them); on_run narrows the classes to the chosen run's
+        runs = explorer.run_names()
+        all_classes = sorted({c for r in runs for c in explorer.classes(r)})
+        with gr.Row():
+            run_dd = gr.Dropdown(label="Run", choices=runs, elem_id="pl-run", scale=1)
+            class_dd = gr.Dropdown(label="Class", choices=all_classes, elem_id="pl-class", scale=2)
+        run_info = gr.Markdown(elem_id="pl-run-info")
+        with gr.Tabs(elem_id="pl-main-tabs"):
+            with gr.Tab("Local", id="local", elem_id="pl-tab-local"):
+                with gr.Tabs(elem_id="pl-local-tabs") as local_tabs:
+                    with gr.Tab("Single sample", id="single", elem_id="pl-tab-single"):
+                        sample_dd = gr.Dropdown(label="Sample", choices=[], allow_custom_value=True, elem_id="pl-sample")
+                        status = gr.Markdown(elem_id="pl-status")
+                        with gr.Row(equal_height=True):
+                            photo = gr.Image(label="Photo", format="jpeg", interactive=False, elem_id="pl-photo")
+                            expl_1 = gr.Image(label="Explanation", format="jpeg", interactive=False, elem_id="pl-expl-1")
+                            expl_2 = gr.Image(label=_NO_SECOND, format="jpeg", interactive=False, elem_id="pl-expl-2")
+                        with gr.Row():
+                            ocr = gr.Textbox(label="OCR text", interactive=False, lines=3, elem_classes="pl-small",
+                                             elem_id="pl-ocr")
+                            topk = gr.Dataframe(label="Top-5 probabilities", interactive=False, elem_id="pl-topk")
+                        words = gr.Dataframe(label="Word weights", interactive=False, elem_id="pl-words")
+                    with gr.Tab("Gallery", id="gallery", elem_id="pl-tab-gallery"):
+                        gallery_note = gr.Markdown()
+                        gallery = gr.Gallery(label="Samples of the class", columns=6, height="auto", format="jpeg",
+                                             object_fit="contain", fit_columns=False, elem_id="pl-gallery")
+                    with gr.Tab("Misclassified", id="misclassified", elem_id="pl-tab-mis"):
+                        mis_note = gr.Markdown(elem_id="pl-mis-note")
+                        mis_table = gr.Dataframe(label="Misclassified (click a row to open it)", interactive=False,
+                                                 elem_id="pl-mis-table")
+                        mis_gallery = gr.Gallery(label="Explanations for the (wrongly) predicted class", columns=6,
+                                                 height="auto", format="jpeg", fit_columns=False,
+                                                 elem_id="pl-mis-gallery")
+            with gr.Tab("Global", id="global", elem_id="pl-tab-global"):
+                with gr.Tabs():
+                    with gr.Tab("Image features", id="g-image", elem_id="pl-tab-gimage"):
+                        global_note = gr.Markdown(elem_id="pl-global-note")
+                        slots: list[gr.components.Component] = []
+                        for k in range(TOP_IMAGE_FEATURES):
+                            slots.append(gr.Markdown(elem_id=f"pl-gfeat-{k}"))
+                            slots.append(gr.Image(show_label=False, format="jpeg", interactive=False, height=180,
+                                                  buttons=[], elem_id=f"pl-gcrops-{k}"))
+                    with gr.Tab("Text features", id="g-text", elem_id="pl-tab-gtext"):
+                        text_table = gr.Dataframe(label="Top text features", interactive=False, elem_id="pl-gtext")
+                    with gr.Tab("Image / text ratio", id="g-ratio", elem_id="pl-tab-ratio"):
+                        hist_note = gr.Markdown(elem_id="pl-hist-note")
+                        with gr.Row():
+                            hist_run = gr.BarPlot(x="image share", y="explanations", title="All explanations of the run",
+                                                  elem_id="pl-hist-run")
+                            hist_cls = gr.BarPlot(x="image share", y="explanations", title="Explanations for the class",
+                                                  elem_id="pl-hist-class")
+                    with gr.Tab("Deletion test", id="g-deletion", elem_id="pl-tab-deletion"):
+                        del_note = gr.Markdown()
+                        del_plot = gr.LinePlot(x="step", y="accuracy", color="curve", title="Accuracy vs removed features",
+                                               elem_id="pl-deletion")
+            with gr.Tab("Compare runs", id="compare", elem_id="pl-tab-compare"):
+                with gr.Row():
+                    run_b_dd = gr.Dropdown(label="Compare with run", choices=runs, elem_id="pl-run-b")
+                    cmp_sample = gr.Dropdown(label="Sample", choices=[], allow_custom_value=True, elem_id="pl-cmp-sample")
+                with gr.Row():
+                    with gr.Column():
+                        cmp_a_note = gr.Markdown()
+                        cmp_a_img = gr.Image(label="run A", format="jpeg", interactive=False, elem_id="pl-cmp-a")
+                        cmp_a_text = gr.Dataframe(label="Top text features", interactive=False)
+                    with gr.Column():
+                        cmp_b_note = gr.Markdown()
+                        cmp_b_img = gr.Image(label="run B", format="jpeg", interactive=False, elem_id="pl-cmp-b")
+                        cmp_b_text = gr.Dataframe(label="Top text features", interactive=False)
+
+        single_out = [status, photo, ocr, expl_1, expl_2, topk, words]
+        cmp_out = [cmp_a_note, cmp_a_img, cmp_a_text, cmp_b_note, cmp_b_img, cmp_b_text]
+        views = [
+            (cb.on_class, [run_dd, class_dd], [sample_dd, *single_out]),
+            (cb.on_gallery, [run_dd, class_dd], [gallery, gallery_note]),
+            (cb.on_misclassified, [run_dd, class_dd], [mis_note, mis_table, mis_gallery]),
+            (cb.on_global, [run_dd, class_dd], [global_note, *slots, text_table]),
+            (cb.on_histogram, [run_dd, class_dd], [hist_run, hist_cls, hist_note]),
+            (cb.on_compare_choices, [run_dd, run_b_dd, class_dd], [cmp_sample, *cmp_out]),
+        ]
+
+        def chain(dep: Any, views: list = views) -> None:
+            # One listener per trigger, views refreshed one after another (the single
+            # view first). Several listeners on one dropdown make Gradio 6 re-fire
+            # its change event in a loop.
+            for fn, inputs, outputs in views:
+                dep = dep.then(fn, inputs=inputs, outputs=outputs)
+
+        demo.load(cb.on_load, outputs=[run_dd, run_b_dd, note])
+        # programmatic changes of the class (by on_run) must not trigger a second refresh:
+        # the run chain refreshes every view itself, so the class listens to user input only
+        chain(run_dd.change(cb.on_run, inputs=run_dd, outputs=[class_dd, run_info, del_plot, del_note]))
+        chain(class_dd.input(views[0][0], inputs=views[0][1], outputs=views[0][2]), views[1:])
+        sample_dd.input(cb.on_sample, inputs=[run_dd, sample_dd], outputs=single_out)
+        run_b_dd.input(cb.on_compare_choices, inputs=[run_dd, run_b_dd, class_dd], outputs=[cmp_sample, *cmp_out])
+        cmp_sample.input(cb.on_compare, inputs=[run_dd, run_b_dd, class_dd, cmp_sample], outputs=cmp_out)
+        mis_table.select(cb.pick_from_table, inputs=mis_table, outputs=[sample_dd, local_tabs]).then(
+            cb.on_sample, inputs=[run_dd, sample_dd], outputs=single_out)
+    return demo
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def password_checker(password: str) -> Callable[[str, str], bool]:
+    """Gradio ``auth`` callable: any user name, the given password (constant-time compare).
+
+    >>> check = password_checker("s3cret")
+    >>> check("me", "s3cret"), check("me", "nope")
+    (True, False)
+    """
+    expected = password.encode()
+    return lambda _user, given: hmac.compare_digest(str(given).encode(), expected)
+
+
+def launch(
+    db: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    password: str | None = None,
+    block: bool = True,
+) -> gr.Blocks:
+    """Open the store at ``db`` read-only and serve the explorer on ``host:port``.
+
+    Binds to the loopback address unless told otherwise; never creates a public share
+    link. With ``password``, a login page asks for it (any user name).
+    """
+    store = Store.open(db, create=False)
+    if not _is_loopback(host) and not password:
+        log.warning("serving on %s without a password: anyone who can reach this address sees the results", host)
+    explorer = Explorer(store)
+    explorer.warm_up()
+    demo = build_app(explorer)
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        auth=password_checker(password) if password else None,
+        auth_message="prodlens explorer: any user name, and the password it was started with" if password else None,
+        show_error=True,
+        ssr_mode=False,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        allowed_paths=[],
+        theme=_theme(),
+        css=_CSS,
+        mcp_server=False,
+        pwa=False,
+    )
+    return demo

@@ -1,0 +1,370 @@
+"""Multimodal LIME: superpixels and OCR tokens explained together.
+
+:class:`MultimodalLime` composes swappable parts, in the manner of captum's
+``LimeBase``:
+
+* a **segmenter** (SLIC by default) that cuts the photo into 0-based superpixels,
+* a **sampler** that draws on/off rows over superpixels + tokens (one index space),
+* the **mask-to-input** step (:class:`~prodlens.explain.interpretable.MultimodalInput`)
+  that paints off superpixels with a fill and drops off tokens,
+* a **kernel** that weights each row by its cosine distance to the original,
+* a **surrogate** (weighted ridge) fitted to the model's probabilities,
+* a **stopping rule** that decides how many rows are enough.
+
+Speed on CPU comes from fewer encoder passes, not from cutting corners: rows are drawn
+in chunks and the surrogate is refitted after each; the run stops as soon as the top-k
+features are stable (:class:`~prodlens.explain.stopping.EarlyStopping`); repeated rows
+are sent to the model once, and fused models that expose ``encode_images`` /
+``encode_texts`` / ``predict_from_features`` encode each distinct image mask and each
+distinct token subset once (:class:`~prodlens.explain.evaluation.CachedEvaluator`).
+``early_stop=False`` gives plain LIME with exactly ``n_samples`` rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from prodlens.data.images import load_image
+from prodlens.data.types import ClassList, OcrToken, ProductSample
+from prodlens.explain.evaluation import CachedEvaluator
+from prodlens.explain.explanation import Explanation
+from prodlens.explain.interpretable import Fill, MultimodalInput, work_size
+from prodlens.explain.kernels import ExponentialKernel, Kernel
+from prodlens.explain.result import SampleExplanations
+from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, PairedSampler, Sampler
+from prodlens.explain.segmentation import Segmenter, SlicSegmenter, make_segmenter, relabel_contiguous
+from prodlens.explain.stopping import EarlyStopping
+from prodlens.explain.surrogate import RidgeSurrogate, Surrogate
+from prodlens.models.base import Classifier
+
+log = logging.getLogger(__name__)
+
+#: Named samplers; ``"auto"`` is ``"orthogonal"`` with early stopping, ``"bernoulli"`` without.
+SAMPLERS: dict[str, Callable[[], Sampler]] = {
+    "bernoulli": BernoulliSampler,
+    "paired": PairedSampler,
+    "orthogonal": OrthogonalSampler,
+}
+
+
+def model_input_size(classifier: object) -> int | tuple[int, int] | None:
+    """The classifier's input resolution, if it tells: ``input_size`` or ``preprocess.input_size``.
+
+    >>> class M: input_size = 256
+    >>> model_input_size(M()), model_input_size(object())
+    (256, None)
+    """
+    size = getattr(classifier, "input_size", None)
+    if size is None:
+        size = getattr(getattr(classifier, "preprocess", None), "input_size", None)
+    return size
+
+
+def _describe(part: object) -> str:
+    return repr(part) if not callable(part) or hasattr(part, "__dataclass_fields__") else getattr(part, "__name__", repr(part))
+
+
+class MultimodalLime:
+    """LIME over superpixels and OCR tokens in one feature space.
+
+    ``__init__`` only stores settings; :meth:`explain` does the work and returns a
+    :class:`~prodlens.explain.result.SampleExplanations` with one
+    :class:`~prodlens.explain.explanation.Explanation` per target class.
+
+    Parameters
+    ----------
+    n_samples:
+        Most perturbation rows per sample, the unperturbed row included (lime: 1000,
+        the paper: 2000). With early stopping it is the cap.
+    segmenter:
+        ``"slic"`` (default, ``n_segments`` superpixels), ``"grid"``, a
+        :class:`~prodlens.explain.segmentation.Segmenter` or any ``image -> labels``
+        callable (labels are made 0-based and contiguous).
+    fill:
+        What shows through an off superpixel: ``"mean"`` (its mean colour, default),
+        ``"black"``, ``"blur"`` or an ``(R, G, B)`` tuple.
+    sampler:
+        How on/off rows are drawn. ``"auto"`` (default): ``"orthogonal"``
+        (:class:`~prodlens.explain.sampling.OrthogonalSampler`, fold-over orthogonal
+        blocks) with early stopping, ``"bernoulli"`` (lime's independent Bernoulli(0.5)
+        rows) without; or ``"paired"`` or any :class:`~prodlens.explain.sampling.Sampler`.
+        Every sampler draws each row from the same Bernoulli(0.5) distribution, so all
+        estimate the same LIME weights; the structured ones with less noise per model call.
+    kernel, surrogate:
+        Defaults are lime's: exponential kernel of width ``kernel_width`` on the cosine
+        distance to the all-on row, weighted ridge with ``alpha`` (closed form).
+    early_stop:
+        ``True`` (default) uses :class:`~prodlens.explain.stopping.EarlyStopping` with
+        its defaults (refit every 128 rows, stop when the top-10 features hold, up to
+        one swap, over two refits), or pass one. ``False`` is plain LIME: exactly
+        ``n_samples`` independent Bernoulli rows (with ``sampler="auto"``), one fit.
+    batch_size:
+        Rows per ``predict_proba`` call.
+    resolution:
+        ``"model"`` (default) builds perturbed images at the model's input
+        resolution when the classifier tells it (``input_size`` or
+        ``preprocess.input_size``), ``None`` at the photo's, an int for a shorter side.
+    cache:
+        Send each distinct row to the model only once.
+    seed:
+        The one seed of the run (a ``numpy.random.Generator``): same seed, same weights.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from prodlens.data.types import OcrToken
+    >>> class Toy:  # class 1 likes the left half of the photo and the word MILK
+    ...     classes = ["other", "milk"]
+    ...     def predict_proba(self, images, token_lists):
+    ...         z = np.array([im[:, :4].mean() / 255 + 2 * any(t.text == "MILK" for t in ts)
+    ...                       for im, ts in zip(images, token_lists)])
+    ...         p = 1 / (1 + np.exp(-(z - 1)))
+    ...         return np.stack([1 - p, p], 1)
+    >>> img = np.full((8, 8, 3), 255, np.uint8)
+    >>> toks = (OcrToken("MILK", (0, 0, 4, 2)), OcrToken("FAT", (4, 0, 8, 2)))
+    >>> lime = MultimodalLime(n_samples=300, segmenter="grid", segmenter_params={"rows": 2, "cols": 2},
+    ...                       fill="black", early_stop=False, seed=0)
+    >>> res = lime.explain(Toy(), image=img, tokens=toks)
+    >>> e = res.predicted_explanation
+    >>> e.target_name, e.feature_name(e.top_features(1)[0])
+    ('milk', "token 'MILK'")
+    """
+
+    def __init__(
+        self,
+        n_samples: int = 2000,
+        *,
+        segmenter: str | Segmenter | Callable[[np.ndarray], np.ndarray] = "slic",
+        n_segments: int = 100,
+        segmenter_params: dict | None = None,
+        fill: Fill = "mean",
+        sampler: Sampler | str = "auto",
+        kernel: Kernel | None = None,
+        kernel_width: float = 0.25,
+        surrogate: Surrogate | None = None,
+        alpha: float = 1.0,
+        early_stop: bool | EarlyStopping = True,
+        batch_size: int = 8,
+        resolution: str | int | None = "model",
+        cache: bool = True,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> None:
+        self.n_samples = n_samples
+        self.segmenter = segmenter
+        self.n_segments = n_segments
+        self.segmenter_params = segmenter_params
+        self.fill = fill
+        self.sampler = sampler
+        self.kernel = kernel
+        self.kernel_width = kernel_width
+        self.surrogate = surrogate
+        self.alpha = alpha
+        self.early_stop = early_stop
+        self.batch_size = batch_size
+        self.resolution = resolution
+        self.cache = cache
+        self.seed = seed
+        self.progress = progress
+
+    # -- validation and defaults ----------------------------------------------------
+    def _parts(self) -> tuple[Segmenter, Sampler, Kernel, Surrogate, EarlyStopping | None]:
+        if not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 2:
+            raise ValueError(f"n_samples must be an int >= 2 (the original plus perturbations), got {self.n_samples!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (self.resolution is None or self.resolution == "model" or (isinstance(self.resolution, int) and self.resolution > 0)):
+            raise ValueError(f"resolution must be 'model', None or a positive int, got {self.resolution!r}")
+        if self.segmenter == "slic":
+            params = {"n_segments": self.n_segments, **(self.segmenter_params or {})}
+            seg: Segmenter = SlicSegmenter(**params)
+        else:
+            seg = make_segmenter(self.segmenter, **(self.segmenter_params or {}))
+        kernel = self.kernel or ExponentialKernel(self.kernel_width)
+        surrogate = self.surrogate or RidgeSurrogate(self.alpha)
+        if self.early_stop is True:
+            stop: EarlyStopping | None = EarlyStopping()
+        elif self.early_stop is False or self.early_stop is None:
+            stop = None
+        elif isinstance(self.early_stop, EarlyStopping):
+            stop = self.early_stop
+        else:
+            raise ValueError(f"early_stop must be True, False or an EarlyStopping, got {self.early_stop!r}")
+        sampler = self._sampler(stop)
+        return seg, sampler, kernel, surrogate, stop
+
+    def _sampler(self, stop: EarlyStopping | None) -> Sampler:
+        spec = self.sampler
+        if spec == "auto":
+            spec = "orthogonal" if stop is not None else "bernoulli"
+        if isinstance(spec, str):
+            if spec not in SAMPLERS:
+                raise ValueError(f"sampler must be 'auto', one of {tuple(SAMPLERS)} or a Sampler, got {spec!r}")
+            return SAMPLERS[spec]()
+        if not callable(getattr(spec, "sample", None)):
+            raise ValueError(f"sampler must be 'auto', one of {tuple(SAMPLERS)} or a Sampler, got {spec!r}")
+        return spec
+
+    def _work_size(self, classifier: object, shape: tuple[int, ...]) -> tuple[int, int]:
+        if self.resolution is None:
+            return work_size(shape, None)
+        if self.resolution == "model":
+            return work_size(shape, model_input_size(classifier))
+        return work_size(shape, int(self.resolution))
+
+    @staticmethod
+    def _target_index(classes: Sequence[str], target: int | str, what: str) -> int:
+        if isinstance(target, (int, np.integer)):
+            if not 0 <= int(target) < len(classes):
+                raise ValueError(f"{what} must be a class index in 0..{len(classes) - 1} or a class name, got {target}")
+            return int(target)
+        return ClassList.from_names(classes).index(str(target))
+
+    # -- the run ------------------------------------------------------------------
+    def explain(
+        self,
+        classifier: Classifier,
+        sample: ProductSample | None = None,
+        *,
+        image: np.ndarray | None = None,
+        tokens: Sequence[OcrToken] | None = None,
+        segments: np.ndarray | None = None,
+        targets: Sequence[int | str] = (),
+        true_label: int | str | None = None,
+        sample_id: str | None = None,
+    ) -> SampleExplanations:
+        """Explain one sample for its predicted class, its true class when misclassified,
+        and every class in ``targets`` — all from one set of perturbations.
+
+        Give a :class:`~prodlens.data.types.ProductSample` (its photo is loaded, its OCR
+        tokens and label used) or an ``image`` with ``tokens``; ``image``/``tokens``/
+        ``true_label`` override the sample's. ``segments`` skips segmentation (labels
+        are made 0-based and contiguous).
+        """
+        t0 = time.perf_counter()
+        seg_fn, sampler, kernel, surrogate, stop = self._parts()
+        if sample is None and image is None:
+            raise ValueError("give a ProductSample or an image (with tokens) to explain")
+        if image is None:
+            image = load_image(sample.image_path)  # type: ignore[union-attr]
+        if tokens is None:
+            tokens = sample.tokens if sample is not None else ()
+        if true_label is None and sample is not None:
+            true_label = sample.label
+        sid = sample_id or (sample.id if sample is not None else "sample")
+        classes = list(classifier.classes)
+        true_idx = None
+        if true_label is not None:
+            true_idx = self._target_index(classes, true_label, "true_label")
+        requested = [self._target_index(classes, t, "targets") for t in targets]
+
+        segments = seg_fn(image) if segments is None else relabel_contiguous(segments)
+        size = self._work_size(classifier, image.shape)
+        x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=size)
+        F = x.n_features
+        log.info("explaining %s: %d superpixels + %d tokens, perturbed at %dx%d",
+                 sid, x.n_superpixels, x.n_tokens, size[1], size[0])
+
+        rng = np.random.default_rng(self.seed)
+        # row 0 is the unperturbed input; the sampler's rows follow, so chunks of an even
+        # size keep a paired sampler's pairs whole
+        rows = np.vstack([np.ones((1, F), bool), sampler.sample(int(self.n_samples) - 1, F, rng).astype(bool)])
+        weights = kernel(rows)
+
+        device = getattr(classifier, "device", None) if getattr(classifier, "accepts_tensors", False) else None
+        bar = tqdm(total=int(self.n_samples), desc=f"explain {sid}", unit="row", disable=None if self.progress is None else not self.progress, leave=False)
+        ev = CachedEvaluator(classifier, x, batch_size=self.batch_size, cache=self.cache, device=device, progress=bar.update)
+        try:
+            probs0 = ev(rows[:1])[0]
+            predicted = int(np.argmax(probs0))
+            target_list = [predicted]
+            roles = {predicted: "predicted"}
+            if true_idx is not None and true_idx != predicted:
+                target_list.append(true_idx)
+                roles[true_idx] = "true"
+            for ti in requested:
+                if ti not in roles:
+                    target_list.append(ti)
+                    roles[ti] = "requested"
+            tgt = np.array(target_list)
+
+            ys = [probs0[None, tgt]]
+            n_done = 1
+            fit = None
+            history: list[np.ndarray] = []
+            chunk = stop.chunk_size if stop is not None else int(self.n_samples)
+            while n_done < self.n_samples and fit is None:
+                end = min(n_done + chunk, int(self.n_samples))
+                ys.append(ev(rows[n_done:end])[:, tgt])
+                n_done = end
+                if stop is not None and n_done < self.n_samples:
+                    refit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
+                    history.append(refit.coef)
+                    if stop.should_stop(history, n_done):
+                        fit = refit
+        finally:
+            bar.close()
+        stopped_early = fit is not None
+        if fit is None:
+            fit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
+        seconds = time.perf_counter() - t0
+        stats = ev.stats()
+        if stopped_early:
+            log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, n_done, self.n_samples)  # type: ignore[union-attr]
+
+        config: dict[str, Any] = {
+            "segmenter": _describe(seg_fn),
+            "fill": list(self.fill) if isinstance(self.fill, tuple) else self.fill,
+            "sampler": _describe(sampler),
+            "kernel": _describe(kernel),
+            "surrogate": _describe(surrogate),
+            "early_stop": _describe(stop) if stop is not None else False,
+            "max_samples": int(self.n_samples),
+            "stopped_early": stopped_early,
+            "batch_size": self.batch_size,
+            "work_size": [int(size[0]), int(size[1])],
+            **stats,
+        }
+        exps = tuple(
+            Explanation(
+                sample_id=sid,
+                target=int(t),
+                target_name=str(classes[t]),
+                weights=fit.coef[j].copy(),
+                intercept=float(fit.intercept[j]),
+                score=float(fit.score[j]),
+                prediction=float(probs0[t]),
+                segments=x.segments,
+                tokens=x.tokens,
+                n_superpixels=x.n_superpixels,
+                seed=int(self.seed),
+                n_samples=int(n_done),
+                config={**config, "role": roles[int(t)]},
+                surrogate_prediction=float(fit.local_prediction[j]),
+            )
+            for j, t in enumerate(tgt)
+        )
+        log.info("%s explained in %.2fs: %d rows, %d model rows, R^2 %s", sid, seconds, n_done,
+                 stats["n_model_rows"], ", ".join(f"{s:.3f}" for s in fit.score))
+        return SampleExplanations(
+            sample_id=sid, explanations=exps, predicted=predicted, true=true_idx,
+            probabilities=probs0.copy(), n_samples=int(n_done), stopped_early=stopped_early,
+            seconds=seconds, stats=stats,
+        )
+
+
+def explain_sample(classifier: Classifier, sample: ProductSample, **params: Any) -> SampleExplanations:
+    """One-call convenience: ``MultimodalLime(**params).explain(classifier, sample)``.
+
+    Keyword arguments of :meth:`MultimodalLime.explain` (``targets``, ``image``, ...)
+    are passed there; everything else configures the explainer.
+    """
+    call_keys = {"image", "tokens", "segments", "targets", "true_label", "sample_id"}
+    call = {k: params.pop(k) for k in list(params) if k in call_keys}
+    return MultimodalLime(**params).explain(classifier, sample, **call)

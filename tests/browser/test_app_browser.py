@@ -1,0 +1,192 @@
+"""The explorer in a real browser: Playwright drives Debian's headless Chromium
+(``/usr/bin/chromium``, installed by ``.ci/browser.sh``) against ``prodlens app``
+started in a subprocess on a free loopback port.
+
+The store is a SYNTHETIC fixture (``prodlens.app.fixtures``): real photos and real
+SLIC segments from ``tests/data/app``, made-up explanation weights.
+Screenshots go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium with `bash .ci/browser.sh`", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed: pip install playwright")
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTOS = ROOT / "tests" / "data" / "app"
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: no Gradio spinner, progress text or pending overlay anywhere on the page
+IDLE = "() => document.querySelectorAll('.pending, .eta-bar, .progress-text').length === 0"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from prodlens.app.fixtures import build_fixture_store
+
+    folder = tmp_path_factory.mktemp("appstore")
+    build_fixture_store(folder / "results.sqlite", PHOTOS).close()
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    log = open(folder / "app.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prodlens.app", "--db", str(folder / "results.sqlite"), "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"prodlens app exited with {proc.returncode}: {(folder / 'app.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"prodlens app did not answer on {url} within 120 s: {(folder / 'app.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(30_000)
+        pg.external = []  # requests that left the machine (there must be none)
+        pg.errors = []
+
+        def route(r):
+            u = r.request.url
+            if u.startswith(("http://127.0.0.1", "data:", "blob:")):
+                return r.continue_()
+            pg.external.append(u)
+            return r.abort()
+
+        pg.route("**/*", route)
+        pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+        pg.goto(app_url)
+        yield pg
+        browser.close()
+
+
+def _settle(page) -> None:
+    page.wait_for_timeout(250)
+    page.wait_for_function(IDLE)
+
+
+def _shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+    page.wait_for_timeout(300)
+
+
+def _choose(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.locator("ul[role='listbox'] li", has_text=option).first.click()
+    _settle(page)
+
+
+def _loaded(page, selector: str) -> int:
+    """Number of fully decoded images under ``selector``."""
+    page.wait_for_function(
+        "(sel) => [...document.querySelectorAll(sel)].some(i => i.complete && i.naturalWidth > 0)", arg=selector
+    )
+    return page.evaluate("(sel) => [...document.querySelectorAll(sel)].filter(i => i.complete && i.naturalWidth > 0).length",
+                         selector)
+
+
+def test_explorer_views_render_in_chromium(page):
+    # -- single sample, first class of the default (latest) run
+    page.wait_for_selector("#pl-expl-1 img")
+    _settle(page)
+    assert "variant" in page.locator("#pl-run input").input_value()
+    assert _loaded(page, "#pl-photo img") == 1 and _loaded(page, "#pl-expl-1 img") == 1
+    assert "correctly classified" in page.locator("#pl-status").inner_text()
+    assert page.locator("#pl-ocr textarea").input_value().strip()
+    _shot(page, "01_single")
+
+    # -- a misclassified sample: true and predicted class side by side
+    _choose(page, "pl-run", "baseline")
+    _choose(page, "pl-class", "Arla-Standard-Milk")
+    page.wait_for_function("() => document.querySelector('#pl-status').innerText.includes('misclassified')")
+    assert _loaded(page, "#pl-expl-1 img") == 1 and _loaded(page, "#pl-expl-2 img") == 1
+    labels = page.locator("#pl-expl-1, #pl-expl-2").all_inner_texts()
+    assert "true class" in labels[0] and "predicted class" in labels[1]
+    words = page.locator("#pl-words").inner_text()
+    assert "ARLA" in words and "weight for Oatly-Oat-Milk" in words
+    _shot(page, "02_single_misclassified")
+
+    # -- gallery of the class
+    _tab(page, "Gallery")
+    assert _loaded(page, "#pl-gallery img") == 2
+    _shot(page, "03_gallery")
+
+    # -- misclassified list; a click on its row opens the sample
+    _tab(page, "Misclassified")
+    table = page.locator("#pl-mis-table")
+    assert "Arla-Standard-Milk_0002" in table.inner_text()
+    assert _loaded(page, "#pl-mis-gallery img") == 1
+    _shot(page, "04_misclassified")
+    table.locator(".cell-wrap", has_text="Arla-Standard-Milk_0002").filter(visible=True).first.click()
+    _settle(page)
+    assert page.get_by_role("tab", name="Single sample", exact=True).get_attribute("aria-selected") == "true"
+    assert "Arla-Standard-Milk_0002" in page.locator("#pl-status").inner_text()
+
+    # -- global: image features, text features, ratio histogram, deletion curves
+    _tab(page, "Global")
+    assert _loaded(page, "#pl-gcrops-0 img") >= 1
+    assert "Image feature 1" in page.locator("#pl-gfeat-0").inner_text()
+    _shot(page, "05_global_image")
+    _tab(page, "Text features")
+    assert "ARLA" in page.locator("#pl-gtext").inner_text()
+    _shot(page, "06_global_text")
+    _tab(page, "Image / text ratio")
+    page.wait_for_selector("#pl-hist-run canvas, #pl-hist-run svg")
+    assert "median" in page.locator("#pl-hist-note").inner_text()
+    _shot(page, "07_ratio_histogram")
+    _tab(page, "Deletion test")
+    page.wait_for_selector("#pl-deletion canvas, #pl-deletion svg")
+    _shot(page, "08_deletion")
+
+    # -- two runs side by side
+    _tab(page, "Compare runs")
+    assert _loaded(page, "#pl-cmp-a img") == 1 and _loaded(page, "#pl-cmp-b img") == 1
+    _shot(page, "09_compare")
+
+    assert page.errors == []
+    assert page.external == [], f"the page tried to reach the internet: {page.external}"

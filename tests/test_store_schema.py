@@ -1,0 +1,57 @@
+"""Migrations and the current schema agree; the migration runner applies only what is pending."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from prodlens.store import schema
+from prodlens.store.exceptions import SchemaVersionError
+from prodlens.store.migrations import MIGRATIONS, Migration, applied_versions, migrate
+
+
+def _columns(engine):
+    insp = inspect(engine)
+    out = {}
+    for name in insp.get_table_names():
+        out[name] = {c["name"]: (c["nullable"], type(c["type"]).__name__) for c in insp.get_columns(name)}
+    return out
+
+
+def test_migrations_produce_exactly_the_current_schema():
+    migrated = create_engine("sqlite://")
+    migrate(migrated)
+    direct = create_engine("sqlite://")
+    schema.METADATA.create_all(direct)
+    assert _columns(migrated) == _columns(direct)
+    im, idir = inspect(migrated), inspect(direct)
+    for table in schema.METADATA.tables:
+        assert sorted(i["name"] for i in im.get_indexes(table)) == sorted(i["name"] for i in idir.get_indexes(table)), table
+        assert sorted(str(u["name"]) for u in im.get_unique_constraints(table)) == sorted(
+            str(u["name"]) for u in idir.get_unique_constraints(table)), table
+
+
+def test_runner_applies_only_pending_migrations_in_order():
+    engine = create_engine("sqlite://")
+    calls = []
+    extra = Migration(2, "add notes index", lambda conn: calls.append(2))
+    assert migrate(engine, MIGRATIONS) == [1]
+    assert migrate(engine, (*MIGRATIONS, extra)) == [2]
+    assert migrate(engine, (*MIGRATIONS, extra)) == []
+    assert calls == [2]
+    with engine.connect() as c:
+        assert applied_versions(c) == [1, 2]
+    with pytest.raises(SchemaVersionError, match="schema is version 2 but this prodlens knows up to 1; upgrade prodlens"):
+        migrate(engine, MIGRATIONS)
+
+
+def test_a_failing_migration_leaves_nothing_half_applied():
+    engine = create_engine("sqlite://")
+
+    def boom(conn):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        migrate(engine, (*MIGRATIONS, Migration(2, "bad", boom)))
+    with engine.connect() as c:
+        assert applied_versions(c) == []
