@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5, help="random deletions per photo")
     p.add_argument("--min-cluster-size", type=int, default=3)
+    p.add_argument("--min-samples", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-ocr", action="store_true", help="do not run OCR on samples without it")
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         g = GlobalExplainer(
             clf.encode_images, crop_size=int(max(size) if isinstance(size, (tuple, list)) else size),
-            min_cluster_size=args.min_cluster_size, progress=not args.quiet,
+            min_cluster_size=args.min_cluster_size, min_samples=args.min_samples, progress=not args.quiet,
         ).fit(explanations, test.samples).global_
         write_json(g, CACHE / "global" / f"{name}.json")
         t_global = time.perf_counter() - t0
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         "lime_samples": args.lime_samples,
         "segments": args.segments,
         "top_k": args.top_k,
+        "min_cluster_size": args.min_cluster_size,
+        "min_samples": args.min_samples,
         "repeats": args.repeats,
         "seed": args.seed,
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "platform": platform.platform(),

@@ -192,6 +192,11 @@ def test_no_matching_samples_gives_nan_row():
     g = GlobalExplainer(modalities=("text",), progress=False).fit(ex).global_
     row = deletion_test(ColourModel(), g, ex, samples, modality="image", images=images, progress=False)
     assert row.samples == 0 and np.isnan(row.top_deletion_accuracy)
+    d = DeletionTable((row,)).to_dict()
+    assert d["rows"][0]["top_deletion_accuracy"] is None  # standard JSON, no NaN
+    json.dumps(d, allow_nan=False)
+    assert np.isnan(DeletionTable.from_dict(d).rows[0].no_deletion_accuracy)
+    assert "| image | 0 | - | - | - |" in format_deletion_table(DeletionTable((row,)))
 
 
 @pytest.mark.parametrize(

@@ -256,7 +256,7 @@ def test_explain_needs_an_input(toy):
     [
         ({"n_samples": 1}, "n_samples must be an int >= 2"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
-        ({"resolution": "full"}, "resolution must be 'model', None or a positive int"),
+        ({"resolution": "full"}, "resolution must be 'auto', 'model', None or a positive int"),
         ({"early_stop": "yes"}, "early_stop must be True, False or an EarlyStopping"),
         ({"sampler": "sobol"}, r"sampler must be 'auto', one of \('bernoulli', 'paired', 'orthogonal'\)"),
         ({"fill": "white"}, r"fill must be one of \('mean', 'black', 'blur'\)"),
@@ -280,11 +280,19 @@ def test_resolution_model_builds_images_at_input_size(toy):
             seen.extend(im.shape for im in images)
             return np.tile([0.4, 0.6], (len(images), 1))
 
-    res = lime(n_samples=20).explain(Small(), image=img, tokens=sample.tokens)
+    res = lime(n_samples=20, resolution="model").explain(Small(), image=img, tokens=sample.tokens)
     assert set(seen) == {(16, 16, 3)}
     assert res.predicted_explanation.segments.shape == img.shape[:2]  # explanation at photo resolution
     seen.clear()
     lime(n_samples=20, resolution=None).explain(Small(), image=img)
+    assert set(seen) == {(32, 32, 3)}
+    seen.clear()
+    Small.input_size = 8  # auto: shorter side at most 2 x 8
+    lime(n_samples=20).explain(Small(), image=img)
+    assert set(seen) == {(16, 16, 3)}
+    seen.clear()
+    Small.input_size = 24  # auto: 48 > 32, the photo's own size
+    lime(n_samples=20).explain(Small(), image=img)
     assert set(seen) == {(32, 32, 3)}
 
 

@@ -24,6 +24,15 @@ from prodlens.models.heads import EmbraceNetHead
 from prodlens.models.preprocess import PreprocessConfig, images_to_tensor
 from prodlens.models.text_backbones import tokens_to_text
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tests run tiny models: one torch thread is faster, much faster on a busy CI box."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
 HEADS = list_models("head")
 IMAGE_BACKBONES = list_models("image")
 
@@ -32,7 +41,7 @@ IMAGE_BACKBONES = list_models("image")
 def test_registry_lists_the_five_heads_and_backbones():
     assert HEADS == ["concat", "embracenet", "image", "score_fusion", "text"]
     assert "efficientnet_lite0" in IMAGE_BACKBONES and "resnet50" in IMAGE_BACKBONES
-    assert list_models("text") == ["minilm"]
+    assert list_models("text") == ["char_ngrams", "minilm"]
     assert list_models(pattern="efficientnet_*")[0] == "efficientnet_lite0"
 
 
@@ -185,6 +194,31 @@ def test_minilm_handles_empty_and_long_text(minilm):
     assert e.shape == (3, 384)
     assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-4)
     assert minilm.max_tokens == 256
+
+
+@pytest.mark.parametrize("name", list_models("text"))
+def test_text_backbone_contract(name):
+    from prodlens.models.text_backbones import build_text_backbone
+
+    tb = build_text_backbone(name).eval()
+    with torch.inference_mode():
+        e = tb.forward_features(["", "ARLA MILK", "XPPLE JUICE 1L"])
+        again = tb.forward_features(["XPPLE JUICE 1L"])
+    assert e.shape == (3, tb.out_dim) and torch.isfinite(e).all()
+    assert torch.allclose(e[2:], again, atol=1e-5)
+    assert tb.forward_features([]).shape == (0, tb.out_dim)
+    assert name in tb.cache_key
+
+
+def test_char_ngrams_match_noisy_ocr():
+    tb = create_model("char_ngrams")
+    e = tb.forward_features(["APPLE JUICE", "XPPLE JUICE", "OAT MILK"])
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.3
+    both = create_model("minilm")
+    from prodlens.models.text_backbones import build_text_backbone
+
+    cat = build_text_backbone("minilm+char_ngrams")
+    assert cat.out_dim == both.out_dim + tb.out_dim
 
 
 def test_preprocess_rejects_bad_images():

@@ -13,6 +13,15 @@ from prodlens.models import Classifier, as_classifier, build_classifier
 from prodlens.models.adapters import CallableClassifier, OnnxClassifier, TorchClassifier
 from prodlens.models.preprocess import PreprocessConfig
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tests run tiny models: one torch thread is faster, much faster on a busy CI box."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
 IMGS = [np.zeros((10, 12, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8), np.full((9, 9, 3), 30, np.uint8)]
 TOKS = [[OcrToken("A", (0, 0, 1, 1))], [], []]
 

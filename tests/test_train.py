@@ -30,6 +30,15 @@ from prodlens.train import (
 )
 from prodlens.train.augment import augment_image, drop_tokens, view_rng
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """These tests run tiny models: one torch thread is faster, much faster on a busy CI box."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
 # -- synthetic features: each modality identifies half of the classes -----------------
 def _synthetic(n_per_class=40, n_classes=6, seed=0):
     rng = np.random.default_rng(seed)
@@ -180,9 +189,13 @@ def test_train_validates_inputs(tiny):
 
 
 def test_stratified_holdout(tiny):
-    tr, ho = stratified_holdout(tiny.split("train"), 0.25, seed=1)
-    assert len(tr) == 9 and len(ho) == 3 and {s.label for s in ho} == set(tiny.classes.names)
-    assert all(s.split == "val" for s in ho)
+    for by in ("tail", "random"):
+        tr, ho = stratified_holdout(tiny.split("train"), 0.25, seed=1, by=by)
+        assert len(tr) == 9 and len(ho) == 3 and {s.label for s in ho} == set(tiny.classes.names)
+        assert all(s.split == "val" for s in ho)
+    assert all(s.id.endswith("_004") for s in stratified_holdout(tiny.split("train"), 0.25)[1])
+    with pytest.raises(ValueError, match="by must be one of"):
+        stratified_holdout(tiny, 0.1, by="first")
 
 
 def test_cli_train_and_evaluate(tiny, tmp_path, capsys):

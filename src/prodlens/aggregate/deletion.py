@@ -41,9 +41,21 @@ from prodlens.models.base import Classifier
 log = logging.getLogger(__name__)
 
 
+def _num(x: float) -> float | None:
+    """``None`` for NaN (no samples), so the JSON stays standard."""
+    x = float(x)
+    return None if x != x else x
+
+
+def _float(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
 @dataclass(frozen=True)
 class DeletionRow:
     """One line of the deletion table: one model, one modality.
+
+    A row with no samples has NaN accuracies (``null`` in JSON).
 
     >>> r = DeletionRow("concat", "image", 12, 0.9, 0.2, 0.85)
     >>> DeletionRow.from_dict(r.to_dict()) == r
@@ -66,10 +78,10 @@ class DeletionRow:
             "model": self.model,
             "modality": self.modality,
             "samples": int(self.samples),
-            "no_deletion_accuracy": float(self.no_deletion_accuracy),
-            "top_deletion_accuracy": float(self.top_deletion_accuracy),
-            "random_deletion_accuracy": float(self.random_deletion_accuracy),
-            "random_deletion_std": float(self.random_deletion_std),
+            "no_deletion_accuracy": _num(self.no_deletion_accuracy),
+            "top_deletion_accuracy": _num(self.top_deletion_accuracy),
+            "random_deletion_accuracy": _num(self.random_deletion_accuracy),
+            "random_deletion_std": _num(self.random_deletion_std),
             "mean_deleted": float(self.mean_deleted),
             "sample_ids": list(self.sample_ids),
             "config": self.config,
@@ -99,10 +111,10 @@ class DeletionRow:
             model=str(d["model"]),
             modality=str(d["modality"]),
             samples=int(d["samples"]),
-            no_deletion_accuracy=float(d["no_deletion_accuracy"]),
-            top_deletion_accuracy=float(d["top_deletion_accuracy"]),
-            random_deletion_accuracy=float(d["random_deletion_accuracy"]),
-            random_deletion_std=float(d.get("random_deletion_std", 0.0)),
+            no_deletion_accuracy=_float(d["no_deletion_accuracy"]),
+            top_deletion_accuracy=_float(d["top_deletion_accuracy"]),
+            random_deletion_accuracy=_float(d["random_deletion_accuracy"]),
+            random_deletion_std=_float(d.get("random_deletion_std", 0.0)),
             mean_deleted=float(d.get("mean_deleted", 0.0)),
             sample_ids=tuple(d.get("sample_ids", ())),
             config=dict(d.get("config", {})),
@@ -151,11 +163,14 @@ def format_deletion_table(table: DeletionTable) -> str:
         f"| model | modality | samples | no deletion | top-{k} deleted | random deleted |",
         "|---|---|---:|---:|---:|---:|",
     ]
+    def pct(x: float) -> str:
+        return "-" if x != x else f"{x:.1%}"
+
     for r in table.rows:
-        rnd = f"{r.random_deletion_accuracy:.1%}" + (f" ± {r.random_deletion_std:.1%}" if r.random_deletion_std else "")
+        rnd = pct(r.random_deletion_accuracy) + (f" ± {r.random_deletion_std:.1%}" if r.random_deletion_std else "")
         lines.append(
-            f"| {r.model} | {r.modality} | {r.samples} | {r.no_deletion_accuracy:.1%} "
-            f"| {r.top_deletion_accuracy:.1%} | {rnd} |"
+            f"| {r.model} | {r.modality} | {r.samples} | {pct(r.no_deletion_accuracy)} "
+            f"| {pct(r.top_deletion_accuracy)} | {rnd} |"
         )
     return "\n".join(lines)
 

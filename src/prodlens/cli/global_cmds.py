@@ -155,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", choices=("masked", "box"), default="masked", help="superpixel crop (default masked)")
     p.add_argument("--crop-size", type=_pos, default=None, help="crop side in pixels (default: the model's input size)")
     p.add_argument("--min-cluster-size", type=int, default=3, help="HDBSCAN min_cluster_size (default 3)")
-    p.add_argument("--min-samples", type=_pos, default=None, help="HDBSCAN min_samples (default: min-cluster-size)")
+    p.add_argument("--min-samples", type=_pos, default=2, help="HDBSCAN min_samples (default 2)")
     p.add_argument("--metric", default="euclidean", help="HDBSCAN metric on L2-normalised embeddings (default euclidean)")
     p.add_argument("--cluster-selection-method", choices=("eom", "leaf"), default="eom")
     p.add_argument("--word-threshold", type=_unit, default=0.75, help="spelling similarity to group words (default 0.75)")

@@ -158,7 +158,8 @@ class CachedEvaluator:
         clf = self.classifier
 
         def enc_img(part: np.ndarray):
-            return clf.encode_images(self.inputs.to_inputs(part, self.device).images)  # type: ignore[attr-defined]
+            imgs = self.inputs.images(part, self.device)
+            return clf.encode_images(imgs if self.device is not None else list(imgs))  # type: ignore[attr-defined]
 
         def enc_txt(part: np.ndarray):
             return clf.encode_texts(self.inputs.token_lists(part))  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ fine-tuned model stores its backbone weights too.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,9 @@ def save_checkpoint(
         }
     with atomic_write(path, "wb") as f:
         torch.save(ckpt, f)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # the temporary file was private; a checkpoint is meant to be shared
     return path
 
 

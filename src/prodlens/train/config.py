@@ -13,7 +13,7 @@ MODES = ("fast", "finetune")
 #: weight decay 1e-4, batch 16); ``fast`` trains only heads on cached features, where a
 #: higher learning rate is appropriate.
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "fast": {"lr": 1e-3, "epochs": 100, "patience": 10, "batch_size": 16},
+    "fast": {"lr": 1e-3, "epochs": 100, "patience": 15, "batch_size": 64},
     "finetune": {"lr": 2e-5, "epochs": 30, "patience": 5, "batch_size": 16},
 }
 
@@ -38,6 +38,7 @@ class TrainConfig:
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     label_smoothing: float = 0.0
     val_fraction: float = 0.1
+    holdout: str = "tail"
     seed: int = 0
     device: str = "cpu"
     num_workers: int = 0
@@ -48,6 +49,8 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.views < 1:
             raise ValueError(f"views must be >= 1 (view 0 is the plain image), got {self.views}")
+        if self.holdout not in ("tail", "random"):
+            raise ValueError(f"holdout must be 'tail' or 'random', got {self.holdout!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         for name in ("lr", "batch_size", "epochs"):

@@ -196,7 +196,14 @@ def text_features(
     >>> text_features(create_model("minilm"), ["", "ARLA MILK"]).shape  # doctest: +SKIP
     (2, 384)
     """
+    from prodlens.models.text_backbones import ConcatTextBackbone
+
+    if isinstance(backbone, ConcatTextBackbone):
+        parts = [text_features(p, texts, cache=cache, batch_size=batch_size, progress=progress) for p in backbone.parts]
+        return np.concatenate(parts, axis=1)
     key = backbone.cache_key
+    if not backbone.cacheable:
+        cache = None
     uniq = sorted(set(texts))
     sha = {t: hashlib.sha256(t.encode("utf-8")).hexdigest() for t in uniq}
     vecs: dict[str, np.ndarray] = {}

@@ -42,27 +42,42 @@ from prodlens.train.heads_fit import EpochLog, FeatureSet, best_epoch, fit_head,
 log = logging.getLogger(__name__)
 
 
-def stratified_holdout(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+HOLDOUTS = ("tail", "random")
+
+
+def stratified_holdout(ds: Dataset, fraction: float, seed: int = 0, by: str = "tail") -> tuple[Dataset, Dataset]:
     """Split ``ds`` into (train, held-out) keeping about ``fraction`` of every class held out.
 
-    Classes with a single sample stay in train.
+    ``by="tail"`` holds out the last samples of each class in id order: product photos
+    are usually shot in sequences of near-identical frames, and a random hold-out
+    would keep a near-copy of every held-out photo in train (making early stopping
+    stop too early). ``by="random"`` draws them at random. Classes with a single
+    sample stay in train.
 
     >>> from prodlens.data.types import ClassList
-    >>> ds = Dataset([ProductSample(str(i), "x.jpg", "ab"[i % 2]) for i in range(20)], ClassList.from_names("ab"))
+    >>> ds = Dataset([ProductSample(f"{i:02d}", "x.jpg", "ab"[i % 2]) for i in range(20)], ClassList.from_names("ab"))
     >>> tr, ho = stratified_holdout(ds, 0.2)
-    >>> len(tr), len(ho)
-    (16, 4)
+    >>> len(tr), len(ho), [s.id for s in ho]
+    (16, 4, ['16', '18', '17', '19'])
     """
+    if by not in HOLDOUTS:
+        raise ValueError(f"by must be one of {HOLDOUTS}, got {by!r}")
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[int]] = {}
     for i, s in enumerate(ds.samples):
         by_class.setdefault(str(s.label), []).append(i)
-    held: set[int] = set()
+    held: list[int] = []
     for idx in by_class.values():
         k = int(round(len(idx) * fraction)) if len(idx) > 1 else 0
-        held.update(rng.permutation(idx)[:k].tolist())
-    tr = [s for i, s in enumerate(ds.samples) if i not in held]
-    ho = [replace(s, split="val") for i, s in enumerate(ds.samples) if i in held]
+        if k == 0:
+            continue
+        if by == "tail":
+            held.extend(sorted(idx, key=lambda i: ds.samples[i].id)[-k:])
+        else:
+            held.extend(rng.permutation(idx)[:k].tolist())
+    held_set = set(held)
+    tr = [s for i, s in enumerate(ds.samples) if i not in held_set]
+    ho = [replace(ds.samples[i], split="val") for i in held]
     return replace(ds, samples=tr, skipped=[]), replace(ds, samples=ho, skipped=[])
 
 
@@ -120,7 +135,7 @@ class Trainer:
         cfg = (self.config or TrainConfig()).resolved()
         _check_dataset(train, "training")
         if val is None:
-            train, val = stratified_holdout(train, cfg.val_fraction, cfg.seed)
+            train, val = stratified_holdout(train, cfg.val_fraction, cfg.seed, cfg.holdout)
             log.info("no validation set given: holding out %d of the training samples", len(val))
         else:
             _check_dataset(val, "validation")
