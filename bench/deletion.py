@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
     table = DeletionTable(tuple(rows), meta={
-        "command": "python " + " ".join([os.path.relpath(__file__, Path.cwd())] + (argv if argv is not None else sys.argv[1:])),
+        "command": shlex.join(["python", os.path.relpath(__file__, Path.cwd()), *(argv if argv is not None else sys.argv[1:])]),
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
         "dataset": "bundled sample grocery_mini" if args.sample else str(args.data),

@@ -9,7 +9,8 @@
 6. write everything to a SQLite results store and say how to open the explorer app.
 
 Sized for a few minutes on 2 CPU cores: ``n_explain`` val photos are explained
-(default 8) with early stopping capped at 2000 perturbations; the full-size versions
+(default 4) with early stopping capped at ``max_samples`` = 600 perturbations (the
+paper uses 2000; ``prodlens explain --samples 2000`` does that); the full-size versions
 of each step are the individual commands (``prodlens train``, ``explain``, ``global``).
 """
 
@@ -45,7 +46,9 @@ def _pick_val(ds: Dataset, n: int) -> list:
     return picked
 
 
-def run_demo(out: str | Path = "work/demo", *, workers: int = 1, n_explain: int = 8, seed: int = 0) -> dict:
+def run_demo(
+    out: str | Path = "work/demo", *, workers: int = 1, n_explain: int = 4, max_samples: int = 600, seed: int = 0
+) -> dict:
     """Run the demo pipeline into ``out``; return paths of what it produced.
 
     Re-running reuses the OCR and feature caches in ``out/cache`` and replaces the
@@ -82,7 +85,7 @@ def run_demo(out: str | Path = "work/demo", *, workers: int = 1, n_explain: int 
 
     clf = models["concat"][0].classifier
     chosen = _pick_val(ds, n_explain)
-    lime = MultimodalLime(n_samples=2000, seed=seed)
+    lime = MultimodalLime(n_samples=max_samples, seed=seed)
     results = []
     t_explain = time.perf_counter()
     for s in chosen:
@@ -90,7 +93,7 @@ def run_demo(out: str | Path = "work/demo", *, workers: int = 1, n_explain: int 
     per = (time.perf_counter() - t_explain) / max(len(chosen), 1)
     rows = [r.n_samples for r in results]
     _step(4, total, f"explained {len(results)} val photos with multimodal LIME: {per:.1f} s each, "
-          f"{int(np.mean(rows)) if rows else 0} perturbations on average (early stop, cap 2000)")
+          f"{int(np.mean(rows)) if rows else 0} perturbations on average (early stop, cap {max_samples})")
     for r in results:
         e = r.predicted_explanation
         words = [e.tokens[i - e.n_superpixels].text for i in e.top_features(10, positive_only=True) if i >= e.n_superpixels]
