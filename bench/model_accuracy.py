@@ -103,7 +103,7 @@ def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dic
         row.update(n_val=len(val), n_train=len(train), best_epoch=tr.best_epoch_, epochs_run=tr.metrics_["epochs_run"],
                    selection_top1=round(tr.metrics_["val_top1"], 4), seconds=round(time.perf_counter() - t0, 1))
         path = Path(args.runs) / setting / f"{name}.pt"
-        save_checkpoint(clf, path, metrics={**tr.metrics_, "val_top1_untouched": row["top1"], "val_top5_untouched": row["top5"]},
+        save_checkpoint(clf, path, metrics={**tr.metrics_, "eval_val_top1": row["top1"], "eval_val_top5": row["top5"]},
                         train_config=tr.config_.to_dict())
         row["checkpoint"] = str(path)
         row["checkpoint_mb"] = round(path.stat().st_size / 1e6, 2)
