@@ -9,7 +9,7 @@
 6. write everything to a SQLite results store and say how to open the explorer app.
 
 Sized for a few minutes on 2 CPU cores: ``n_explain`` val photos are explained
-(default 4) with early stopping capped at ``max_samples`` = 600 perturbations (the
+(default 3) with early stopping capped at ``max_samples`` = 300 perturbations (the
 paper uses 2000; ``prodlens explain --samples 2000`` does that); the full-size versions
 of each step are the individual commands (``prodlens train``, ``explain``, ``global``).
 """
@@ -47,7 +47,7 @@ def _pick_val(ds: Dataset, n: int) -> list:
 
 
 def run_demo(
-    out: str | Path = "work/demo", *, workers: int = 1, n_explain: int = 4, max_samples: int = 600, seed: int = 0
+    out: str | Path = "work/demo", *, workers: int = 1, n_explain: int = 3, max_samples: int = 300, seed: int = 0
 ) -> dict:
     """Run the demo pipeline into ``out``; return paths of what it produced.
 

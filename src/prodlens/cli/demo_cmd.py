@@ -21,6 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="work/demo", help="output folder (default: work/demo)")
     p.add_argument("--workers", type=int, default=1, help="OCR worker processes")
-    p.add_argument("--explain", type=int, default=4, help="val photos to explain (default 4, to stay within minutes on CPU)")
-    p.add_argument("--samples", type=int, default=600, help="most LIME perturbations per photo (default 600; the paper: 2000)")
+    p.add_argument("--explain", type=int, default=3, help="val photos to explain (default 3, to stay within minutes on CPU)")
+    p.add_argument("--samples", type=int, default=300, help="most LIME perturbations per photo (default 300; the paper: 2000)")
     p.set_defaults(func=_demo)
