@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 
 DEFAULT_IMAGE = Path(
     "/work/shared/datasets/GroceryStoreDataset/dataset/train/Packages/Milk/"
@@ -167,14 +168,7 @@ def run_captum(clf, image, segments, n, seed, target, batch):
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return f"{cpu}, {os.cpu_count()} cores, torch threads 2, {platform.system()} {platform.release()}"
 
 

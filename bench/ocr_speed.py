@@ -27,6 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import ClassList, ProductSample
@@ -53,14 +54,7 @@ def package_images(root: Path, limit: int | None = None) -> tuple[Dataset, int]:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -13,3 +13,14 @@ def sample_ds():
     from prodlens.data.sample import load_sample
 
     return load_sample()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run faster on one torch thread, much faster on a busy CI box."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -25,13 +25,7 @@ from prodlens.models.preprocess import PreprocessConfig, images_to_tensor
 from prodlens.models.text_backbones import tokens_to_text
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tests run tiny models: one torch thread is faster, much faster on a busy CI box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 HEADS = list_models("head")
 IMAGE_BACKBONES = list_models("image")

@@ -31,13 +31,7 @@ from prodlens.train import (
 from prodlens.train.augment import augment_image, drop_tokens, view_rng
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These tests run tiny models: one torch thread is faster, much faster on a busy CI box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # -- synthetic features: each modality identifies half of the classes -----------------
 def _synthetic(n_per_class=40, n_classes=6, seed=0):
