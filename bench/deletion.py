@@ -15,10 +15,15 @@ and writes ``bench/results/deletion.json`` (``rows`` + ``meta``) and prints the 
 
 Usage::
 
-    # GroceryStoreDataset package classes, trained checkpoints
-    python bench/deletion.py --data work/grocery --split test --packages \\
+    # GroceryStoreDataset package classes, trained checkpoints, on val (test is held out)
+    python bench/deletion.py --data work/grocery --split val --packages \\
         --checkpoint score_fusion=runs/score_fusion.pt --checkpoint concat=runs/concat.pt \\
         --checkpoint embracenet=runs/embracenet.pt
+
+    # the same, fast-training the three heads here (frozen backbones) on up to 15 train
+    # photos per class (the committed bench/results/deletion.json)
+    prodlens import-grocery ../shared/datasets/GroceryStoreDataset/dataset --out work/grocery --splits train val
+    python bench/deletion.py --data work/grocery --split val --packages --train --train-per-class 15
 
     # the bundled 10-class sample: OCR (cached), fast-train the three heads on its train
     # split, test on its val photos (a smoke run, not a result)
@@ -62,22 +67,71 @@ def load_data(args: argparse.Namespace):
     ds = load_sample() if args.sample else read_dataset(args.data)
     if args.packages:
         ds = ds.with_classes(package_classes(ds))
-    if any(s.ocr_tokens is None for s in ds.samples) and not args.no_ocr:
-        from prodlens.ocr.runner import run_ocr
-
-        log.info("running OCR (cached) on %d samples", len(ds.samples))
-        ds = run_ocr(ds, progress=not args.quiet)[0]
     train = ds.split("train")
     test = ds.split(args.split)
+    if args.train_per_class:
+        train = type(train)(per_class(train.samples, args.train_per_class), train.classes, train.root)
+    ocr_needed = [s for s in (*train.samples, *test.samples) if s.ocr_tokens is None]
+    if ocr_needed and not args.no_ocr:
+        from prodlens.ocr.runner import run_ocr
+
+        log.info("running OCR (cached) on %d samples", len(ocr_needed))
+        done = {s.id: s for s in run_ocr(type(ds)(ocr_needed, ds.classes, ds.root), progress=not args.quiet)[0].samples}
+        train = type(train)([done.get(s.id, s) for s in train.samples], train.classes, train.root)
+        test = type(test)([done.get(s.id, s) for s in test.samples], test.classes, test.root)
     if args.limit_per_class:
-        kept: dict[str, int] = {}
-        samples = []
-        for s in sorted(test.samples, key=lambda s: s.id):
-            if kept.get(s.label, 0) < args.limit_per_class:
-                kept[s.label] = kept.get(s.label, 0) + 1
-                samples.append(s)
-        test = type(test)(samples, test.classes, test.root)
+        test = type(test)(per_class(test.samples, args.limit_per_class), test.classes, test.root)
     return train, test
+
+
+def per_class(samples, limit: int) -> list:
+    """The first ``limit`` samples of each class, by id (deterministic)."""
+    kept: dict[str, int] = {}
+    out = []
+    for s in sorted(samples, key=lambda s: s.id):
+        if kept.get(s.label, 0) < limit:
+            kept[s.label] = kept.get(s.label, 0) + 1
+            out.append(s)
+    return out
+
+
+class SharedImageFeatures:
+    """One memo of image features for several classifiers that share a frozen backbone.
+
+    The three fusion models read the same frozen image backbone, and LIME with one seed
+    perturbs a photo identically for each, so every perturbed image is encoded once
+    and reused (keyed by the backbone's digest and the image bytes): exact, not an
+    approximation.
+    """
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[str, bytes], object] = {}
+        self.hits = self.misses = 0
+
+    def wrap(self, clf) -> None:
+        import hashlib
+
+        import numpy as np
+
+        from prodlens.models.runtime import module_digest
+
+        if clf.image_backbone is None:
+            return
+        key = module_digest(clf.image_backbone, clf.image_backbone.preprocess.input_size)
+        encode = clf.encode_images
+
+        def encode_images(images, **kw):
+            keys = [(key, hashlib.sha1(np.ascontiguousarray(im).tobytes()).digest() + bytes(str(im.shape), "ascii"))
+                    for im in images]
+            todo = [i for i, k in enumerate(keys) if k not in self.memo]
+            self.hits += len(keys) - len(todo)
+            self.misses += len(todo)
+            if todo:
+                for i, f in zip(todo, encode([images[i] for i in todo], **kw)):
+                    self.memo[keys[i]] = f
+            return np.stack([self.memo[k] for k in keys]) if keys else encode(images, **kw)
+
+        clf.encode_images = encode_images
 
 
 def get_models(args: argparse.Namespace, train) -> dict[str, str]:
@@ -85,14 +139,15 @@ def get_models(args: argparse.Namespace, train) -> dict[str, str]:
     ckpts = dict(c.split("=", 1) for c in args.checkpoint)
     if ckpts:
         return ckpts
-    if not args.sample:
-        sys.exit("pass --checkpoint NAME=PATH for each model (or --sample to train on the bundled sample)")
+    if not (args.sample or args.train):
+        sys.exit("pass --checkpoint NAME=PATH for each model, or --train (or --sample) to fast-train them here")
     from prodlens.train.config import TrainConfig
     from prodlens.train.trainer import train_model
 
     out = {}
     for name in FUSION_MODELS:
-        path = CACHE / "models" / f"{name}.pt"
+        tag = "sample" if args.sample else f"{Path(args.data).name}{'-packages' if args.packages else ''}-tpc{args.train_per_class}"
+        path = CACHE / "models" / tag / f"{name}.pt"
         if not path.is_file():
             log.info("fast-training %s on %d samples", name, len(train))
             r = train_model(train, None, model=name, config=TrainConfig(mode="fast", views=args.train_views, seed=args.seed),
@@ -109,7 +164,8 @@ def explain_all(name: str, clf, test, args: argparse.Namespace) -> tuple[list, f
     from prodlens.aggregate import load_explanations
     from prodlens.explain import MultimodalLime
 
-    folder = CACHE / "explanations" / f"{name}_s{args.lime_samples}_seg{args.segments}_seed{args.seed}"
+    data = "sample" if args.sample else Path(args.data).name
+    folder = CACHE / "explanations" / f"{data}_{args.split}_{name}_s{args.lime_samples}_seg{args.segments}_seed{args.seed}"
     folder.mkdir(parents=True, exist_ok=True)
     lime = MultimodalLime(n_samples=args.lime_samples, n_segments=args.segments, seed=args.seed, progress=False)
     t0 = time.perf_counter()
@@ -129,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default=None, help="test split (default: test, or val for --sample)")
     p.add_argument("--packages", action="store_true", help="keep only GroceryStore package classes")
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="a trained model (repeat)")
-    p.add_argument("--train-views", type=int, default=2, help="--sample: augmented views for fast training")
+    p.add_argument("--train", action="store_true", help="fast-train the three fusion heads on the train split")
+    p.add_argument("--train-per-class", type=int, default=0, help="--train: at most this many train photos per class")
+    p.add_argument("--train-views", type=int, default=2, help="--sample/--train: augmented views for fast training")
     p.add_argument("--lime-samples", type=int, default=1000, help="LIME perturbations per photo (cap; early stopping)")
     p.add_argument("--segments", type=int, default=50, help="SLIC superpixels per photo")
     p.add_argument("--limit-per-class", type=int, default=0, help="explain at most this many test photos per class")
@@ -161,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     train, test = load_data(args)
     models = get_models(args, train)
     rows, per_model = [], {}
+    shared = SharedImageFeatures()
     for name, ckpt in models.items():
-        clf = load_classifier(ckpt)
+        clf = load_classifier(ckpt).use_runtime("auto")
+        shared.wrap(clf)
         explanations, t_explain = explain_all(name, clf, test, args)
         size = getattr(clf.preprocess, "input_size", 224) if clf.preprocess is not None else 224
         t0 = time.perf_counter()
@@ -197,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": "bundled sample grocery_mini" if args.sample else str(args.data),
         "split": args.split,
         "test_samples": len(test.samples),
+        "train_samples": len(train.samples),
+        "shared_image_features": {"encoded": shared.misses, "reused": shared.hits},
         "classes": len({s.label for s in test.samples}),
         "lime_samples": args.lime_samples,
         "segments": args.segments,

@@ -82,3 +82,18 @@ def test_write_is_atomic_on_interrupt(tmp_path, monkeypatch):
         write_dataset(bad, tmp_path / "out")
     assert (tmp_path / "out" / "manifest.jsonl").read_text() == before
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cwd_relative_paths_outside_the_folder_survive_a_roundtrip(tmp_path, monkeypatch):
+    # `prodlens import-grocery ../shared/... --out work/grocery`: the photos lie outside
+    # the dataset folder and were named relative to the working directory
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.jpg").write_bytes(b"")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    ds = Dataset([ProductSample("a", __import__("pathlib").Path("../data/a.jpg"), "Arla", "train")],
+                 ClassList.from_names(["Arla"]), tmp_path / "cwd")
+    write_dataset(ds, "work/grocery")
+    back = read_dataset("work/grocery")
+    assert back.samples[0].image_path.resolve() == (tmp_path / "data" / "a.jpg").resolve()
+    assert back.samples[0].image_path.is_file()

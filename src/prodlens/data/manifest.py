@@ -75,7 +75,9 @@ def _relative(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
-        return str(path)
+        # outside the dataset folder: absolute, because a relative path would be read
+        # back relative to the manifest's folder, not to the directory it was made from
+        return str(path.resolve())
 
 
 def _class_to_dict(c: ClassInfo, root: Path) -> dict:
