@@ -150,7 +150,8 @@ def get_models(args: argparse.Namespace, train) -> dict[str, str]:
         path = CACHE / "models" / tag / f"{name}.pt"
         if not path.is_file():
             log.info("fast-training %s on %d samples", name, len(train))
-            r = train_model(train, None, model=name, config=TrainConfig(mode="fast", views=args.train_views, seed=args.seed),
+            r = train_model(train, None, model=name, config=TrainConfig(mode="fast", views=args.train_views, seed=args.seed,
+                                                                 feature_cache=str(CACHE / "features")),
                             out=path, progress=not args.quiet)
             log.info("%s: %s", name, {k: round(v, 3) for k, v in r.metrics.items() if isinstance(v, float)})
         out[name] = str(path)
