@@ -35,7 +35,8 @@ N_TEST = 2 * len(CLASSES)  # good test photos; the corrupt one fails
     [
         ({"explain": {"sampels": 10}}, r"\[explain\] has no setting 'sampels'; did you mean 'samples'\?"),
         ({"trian": {}}, r"the config has no setting 'trian'; did you mean 'train'\?"),
-        ({"explain": {"samples": "many"}}, r"\[explain\] samples must be a int; got 'many' \(str\)"),
+        ({"explain": {"samples": "many"}}, r"\[explain\] samples must be an int; got 'many' \(str\)"),
+        ({"train": {"lr": "fast"}}, r"\[train\] lr must be a float or left out; got 'fast'"),
         ({"explain": {"samples": 1}}, r"\[explain\] samples must be an int >= 2 .*; got 1"),
         ({"executor": {"kind": "spark"}}, r"\[executor\] kind must be 'local' or 'ray'; got 'spark'"),
         ({"executor": {"ray_address": "auto"}}, r"ray_address must be empty unless kind = 'ray'"),
@@ -64,6 +65,23 @@ def test_load_config_toml_json_and_relative_paths(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match=r"workers must be an int >= 1; got 0"):
         a.with_overrides(workers=0)
+
+
+def test_example_config_documents_the_defaults():
+    example = load_config(Path(__file__).parents[1] / "docs" / "pipeline.example.toml").to_dict()
+    defaults = PipelineConfig().to_dict()
+    assert {k for k in defaults if defaults[k] != example[k]} == {"name", "out"}
+
+
+def test_cli_bad_config_exits_2_naming_the_setting(tmp_path, capsys):
+    from prodlens.cli import main
+
+    (tmp_path / "run.toml").write_text("[explain]\nsampels = 3\n")
+    assert main(["run", str(tmp_path / "run.toml")]) == 2
+    assert "run.toml: [explain] has no setting 'sampels'; did you mean 'samples'?" in capsys.readouterr().err
+    (tmp_path / "ok.toml").write_text("")
+    assert main(["run", str(tmp_path / "ok.toml"), "--executor", "local", "--ray-address", "auto"]) == 2
+    assert "ray_address must be empty unless kind = 'ray'" in capsys.readouterr().err
 
 
 # -- the tiny job --------------------------------------------------------------------------

@@ -355,8 +355,12 @@ def _typed(section: str, cls: type, name: str, value: Any) -> Any:
             return list(value)
         if origin in (str, bool, dict) and type(value) is origin:
             return value
-    names = " or ".join("list of strings" if typing.get_origin(t) is list else getattr(t, "__name__", str(t)) for t in options)
-    _fail(section, f"{name} must be a {names}; got {value!r} ({type(value).__name__})")
+    names = " or ".join(
+        "list of strings" if typing.get_origin(t) is list else "left out" if t is type(None) else t.__name__
+        for t in options
+    )
+    article = "an" if names[0] in "aeiou" else "a"
+    _fail(section, f"{name} must be {article} {names}; got {value!r} ({type(value).__name__})")
 
 
 def load_config(path: str | Path) -> PipelineConfig:
