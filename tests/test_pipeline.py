@@ -168,6 +168,7 @@ def _checkpoint(summary) -> str:
     return summary.stage("train").outputs["checkpoint"]
 
 
+@pytest.mark.slow
 def test_kill_9_then_restart_loses_and_duplicates_nothing(job):
     """Killed mid-explain, then resumed: every explanation equals the uninterrupted
     run's and each is stored exactly once."""
@@ -215,6 +216,7 @@ def _explain_only(root: Path, name: str, ref_summary, limit: int, **executor) ->
     return replace(cfg, global_=replace(cfg.global_, enabled=False), deletion=replace(cfg.deletion, enabled=False))
 
 
+@pytest.mark.slow
 def test_process_pool_matches_serial(job):
     root, ref, ref_summary = job
     cfg = _explain_only(root, "pool", ref_summary, limit=2, workers=2)
@@ -224,6 +226,7 @@ def test_process_pool_matches_serial(job):
     _assert_same({k: v for k, v in _results(ref.out_dir).items() if k in got}, got)
 
 
+@pytest.mark.slow
 def test_ray_executor_matches_local(job):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'prodlens[ray]')")
     root, ref, ref_summary = job

@@ -61,10 +61,18 @@ class WorkerSpec:
     extra_config: dict[str, Any] = field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=2)
 def load_model(checkpoint: str, device: str = "cpu") -> Any:
-    """The classifier of ``checkpoint``, loaded once per process (the serial executor's
-    worker and the later stages of the same run share it)."""
+    """The classifier of ``checkpoint``, loaded once per process while the file is
+    unchanged (the serial executor's worker and the later stages of a run share it)."""
+    try:
+        mtime = os.stat(checkpoint).st_mtime_ns
+    except OSError:
+        mtime = 0  # load_classifier says what is wrong with the path
+    return _load_model(checkpoint, device, mtime)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(checkpoint: str, device: str, _mtime: int) -> Any:
     from prodlens.models.checkpoint import load_classifier
 
     return load_classifier(checkpoint, device=device)
