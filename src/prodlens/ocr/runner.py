@@ -14,8 +14,6 @@ import logging
 import math
 import multiprocessing
 import os
-import signal
-import threading
 import time
 from collections.abc import Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -25,6 +23,7 @@ from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
+from prodlens._workers import cpu_count, init_child
 from prodlens.data.images import load_image
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import OcrToken
@@ -131,17 +130,9 @@ class OcrRun(NamedTuple):
 _WORKER_ENGINE: OcrEngine | None = None
 
 
-def _exit_with_parent(parent: int) -> None:
-    while True:  # a killed parent never tells its pool; do not linger as an orphan
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
 def _init_worker(engine: OcrEngine, parent: int) -> None:
     global _WORKER_ENGINE
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cancels
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    init_child(parent)
     _WORKER_ENGINE = engine
 
 
@@ -169,17 +160,9 @@ def _computed_serial(engine: OcrEngine, jobs: list[tuple[int, Path]]) -> Generat
             yield idx, e
 
 
-def _cpu_count() -> int:
-    """CPUs this process may use (respects affinity / container limits where the OS tells)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _computed_parallel(engine: OcrEngine, jobs: list[tuple[int, Path]], workers: int) -> Generator[tuple[int, object], None, None]:
     if isinstance(engine, ThreadLimitable) and getattr(engine, "threads", None) is None:
-        per_worker = max(1, _cpu_count() // workers)
+        per_worker = max(1, cpu_count() // workers)
         engine = engine.with_threads(per_worker)
         log.info("%d workers, %d onnxruntime thread(s) each", workers, per_worker)
     # spawn, not fork: a forked copy of a process that already runs onnxruntime threads can hang

@@ -778,6 +778,20 @@ class Store:
             rows = conn.execute(select(*cols).where(*where).order_by(t.c.sample_id, t.c.target, t.c.id)).all()
         return [ExplanationSummary(*r) for r in rows]
 
+    def explanation_keys(self, run: RunRef) -> set[tuple[str, int, str]]:
+        """The ``(sample_id, target, config_key)`` of every explanation stored for ``run``:
+        what a resumed job checks to skip work already written.
+
+        >>> s = Store.open(":memory:")
+        >>> s.explanation_keys(s.add_run("r"))
+        set()
+        """
+        rid = self.run_id(run)
+        t = schema.explanations
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.c.sample_id, t.c.target, t.c.config_key).where(t.c.run_id == rid)).all()
+        return {(r.sample_id, int(r.target), r.config_key) for r in rows}
+
     # ------------------------------------------------------------------ global features
     def put_global_features(self, run: RunRef, features: Iterable[GlobalFeature], *, replace: bool = True) -> int:
         """Store a global explanation. With ``replace`` (default) the old entries of every

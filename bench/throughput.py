@@ -1,0 +1,190 @@
+"""Explanations per minute of the pipeline's explain stage on CPU, against the forward-pass limit.
+
+Not a test. Explains a few GroceryStore package-class val photos exactly as
+``prodlens run`` does (the pipeline's ``ExplainWorker``: a checkpoint loaded from disk,
+``MultimodalLime`` with the pipeline's settings: early stopping, 100 SLIC superpixels,
+OCR words from RapidOCR; at most 200 perturbations by default, to keep the run to a few
+CPU minutes, where the pipeline's default is 300), then times the *same
+number of model forward passes* on each unperturbed photo at the same resolution and
+batch size, with no masking, segmentation, sampling or surrogate work. The ratio
+``explain throughput / forward-pass throughput`` says how close the explainer gets to
+"only run the model"; it can exceed 1 because the explainer sends each distinct
+image mask and token subset through the encoders once.
+
+The model is a Feature Concatenation classifier (EfficientNet-Lite0 + MiniLM, the
+pipeline's default) with an untrained, seeded head: the head's weights change which
+features matter, not how much work an explanation is.
+
+Usage::
+
+    python bench/throughput.py                  # writes bench/results/throughput.json
+    python bench/throughput.py --photos 2 --samples 128   # quicker smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _machine import cpu_name
+
+DATASET = Path("/work/shared/datasets/GroceryStoreDataset/dataset")
+#: one val photo of each of these package classes (the first in file order)
+CLASSES = ("Arla-Standard-Milk", "Oatly-Oat-Milk", "God-Morgon-Apple-Juice", "Arla-Medium-Fat-Milk",
+           "Oatly-Natural-Oatghurt", "Alpro-Fresh-Soy-Milk")
+RESULTS = Path(__file__).parent / "results" / "throughput.json"
+log = logging.getLogger("throughput")
+
+
+def pick_photos(n: int) -> list[tuple[str, Path]]:
+    """(class, path) of the first val photo of each of the first ``n`` classes."""
+    out = []
+    for name in CLASSES[:n]:
+        found = sorted((DATASET / "val" / "Packages").glob(f"*/{name}/*.jpg"))
+        if not found:
+            raise SystemExit(f"{DATASET}: no val photo of {name}; point DATASET at the GroceryStore dataset folder")
+        out.append((name, found[0]))
+    return out
+
+
+def _timed(fn):  # noqa: ANN001, ANN202
+    w, c = time.perf_counter(), time.process_time()
+    value = fn()
+    return value, time.perf_counter() - w, time.process_time() - c
+
+
+def forward_passes(clf, image, tokens, n_rows: int, batch: int, size: tuple[int, int]) -> tuple[float, float]:
+    """Wall and CPU seconds of ``n_rows`` forward passes of the unperturbed photo at ``size``."""
+    from PIL import Image
+    import numpy as np
+
+    small = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    batches = [min(batch, n_rows - i) for i in range(0, n_rows, batch)]
+
+    def run() -> None:
+        for k in batches:
+            clf.predict_proba([small] * k, [list(tokens)] * k)
+
+    _, wall, cpu = _timed(run)
+    return wall, cpu
+
+
+def markdown(rows: list[dict], totals: dict) -> str:
+    lines = ["| photo | words | rows drawn | model rows | explain s | forward-pass s | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['class']} | {r['words']} | {r['n_requested']} | {r['n_model_rows']} | "
+                     f"{r['explain_seconds']:.1f} | {r['forward_seconds']:.1f} | {r['ratio']:.2f} |")
+    lines.append(f"| **all ({len(rows)})** | | | | {totals['explain_seconds']:.1f} | "
+                 f"{totals['forward_seconds']:.1f} | **{totals['ratio']:.2f}** |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=int, default=3, help=f"val photos, one per class (at most {len(CLASSES)})")
+    ap.add_argument("--samples", type=int, default=200, help="most perturbations per photo (default 200 keeps the run to a few CPU minutes; the pipeline default is 300)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    load0 = os.getloadavg()
+
+    import numpy as np
+    import torch
+
+    from prodlens.data.images import load_image
+    from prodlens.data.types import ProductSample
+    from prodlens.models.checkpoint import save_checkpoint
+    from prodlens.models.classifier import build_classifier
+    from prodlens.ocr import ocr_image
+    from prodlens.ocr.rapid import RapidOcrEngine
+    from prodlens.pipeline import ExplainWorker, WorkerSpec
+    from prodlens.pipeline.config import ExplainConfig
+
+    torch.set_num_threads(args.threads)
+    photos = pick_photos(args.photos)
+    engine = RapidOcrEngine(threads=args.threads)
+    samples = [ProductSample(f"val/{p.stem}", p, name, "val", tuple(ocr_image(p, engine))) for name, p in photos]
+
+    torch.manual_seed(0)
+    clf = build_classifier("concat", list(CLASSES))
+    tmp = Path(tempfile.mkdtemp(prefix="prodlens-throughput-"))
+    ckpt = save_checkpoint(clf, tmp / "concat.pt")
+    ecfg = ExplainConfig(samples=args.samples)
+    worker = ExplainWorker(WorkerSpec(str(ckpt), ecfg.lime_params(0), threads=args.threads))
+    worker.classifier.predict_proba([load_image(photos[0][1])], [[]])  # warm-up, not timed
+
+    rows = []
+    for s in samples:
+        out, wall, cpu = _timed(lambda s=s: worker(s))
+        if not out.ok:
+            raise SystemExit(f"explaining {s.image_path} failed: {out.error}")
+        res = out.result
+        cfg = res.explanations[0].config
+        size = tuple(cfg["work_size"])
+        f_wall, f_cpu = forward_passes(worker.classifier, load_image(s.image_path), s.tokens,
+                                       res.stats["n_model_rows"], ecfg.batch_size, size)
+        rows.append({
+            "class": s.label, "photo": str(s.image_path), "words": len(s.tokens),
+            "superpixels": res.explanations[0].n_superpixels, "work_size": list(size),
+            "n_requested": res.stats["n_requested"], "n_model_rows": res.stats["n_model_rows"],
+            "n_image_encodes": res.stats.get("n_image_encodes"), "n_text_encodes": res.stats.get("n_text_encodes"),
+            "stopped_early": res.stopped_early,
+            "explain_seconds": wall, "explain_cpu_seconds": cpu,
+            "forward_seconds": f_wall, "forward_cpu_seconds": f_cpu, "ratio": f_wall / wall,
+        })
+        log.info("%s: explain %.1f s, %d forward passes %.1f s", s.label, wall, res.stats["n_model_rows"], f_wall)
+
+    ex = sum(r["explain_seconds"] for r in rows)
+    fw = sum(r["forward_seconds"] for r in rows)
+    ex_cpu = sum(r["explain_cpu_seconds"] for r in rows)
+    fw_cpu = sum(r["forward_cpu_seconds"] for r in rows)
+    totals = {
+        "photos": len(rows), "explain_seconds": ex, "forward_seconds": fw, "ratio": fw / ex,
+        "explanations_per_minute": 60 * len(rows) / ex,
+        "forward_pass_limit_per_minute": 60 * len(rows) / fw,
+        "cpu_ratio": fw_cpu / ex_cpu,
+        "explanations_per_cpu_minute": 60 * len(rows) / ex_cpu,
+    }
+    table = markdown(rows, totals)
+    result = {
+        "meta": {
+            "command": "python bench/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch threads {args.threads}, "
+                       f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+            "load_average_1_5_15_at_start": [round(x, 2) for x in load0],
+            "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
+            "model": "concat (EfficientNet-Lite0 + MiniLM, 224 px), untrained seeded head",
+            "explainer": f"pipeline ExplainWorker, MultimodalLime({ecfg.lime_params(0)})",
+            "forward_pass_limit": "the same number of predict_proba rows per photo (n_model_rows), same batch size "
+                                  "and work resolution, unperturbed photo + all its words; no masking or surrogate",
+            "note": "the machine is shared: wall clock moves with other jobs' load; the CPU-time ratio is steadier",
+        },
+        "cpu": {"rows": rows, "totals": totals},
+        "gpu": None,
+        "gpu_reason": "no GPU lent this session",
+        "markdown": table,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(table)
+    print(f"\n{totals['explanations_per_minute']:.2f} explanations/min on CPU; forward-pass limit "
+          f"{totals['forward_pass_limit_per_minute']:.2f}/min; ratio {totals['ratio']:.2f} "
+          f"(CPU time {totals['cpu_ratio']:.2f}); load {result['meta']['load_average_1_5_15_at_start']} -> "
+          f"{result['meta']['load_average_1_5_15_at_end']}; wrote {args.out}")
+    return 0 if math.isfinite(totals["ratio"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The batch pipeline behind ``prodlens run CONFIG``: OCR -> train -> explain -> global ->
+deletion -> store, resumable at any point, on local processes or Ray actors.
+
+>>> from prodlens.pipeline import PipelineConfig
+>>> PipelineConfig.from_dict({"executor": {"kind": "ray", "workers": 4}}).executor.workers
+4
+
+See ``docs/pipeline.md`` for the config file, what resuming guarantees, and Ray.
+"""
+
+from prodlens.pipeline.config import STAGES, ConfigError, PipelineConfig, load_config, stage_key
+from prodlens.pipeline.executors import (
+    ExplainWorker,
+    Outcome,
+    ProcessExecutor,
+    RayExecutor,
+    SerialExecutor,
+    WorkerSpec,
+    make_executor,
+)
+from prodlens.pipeline.report import PipelineSummary, StageReport
+from prodlens.pipeline.runner import run_pipeline
+from prodlens.pipeline.stages import item_file, pick_samples
+
+__all__ = [
+    "STAGES",
+    "ConfigError",
+    "ExplainWorker",
+    "Outcome",
+    "PipelineConfig",
+    "PipelineSummary",
+    "ProcessExecutor",
+    "RayExecutor",
+    "SerialExecutor",
+    "StageReport",
+    "WorkerSpec",
+    "item_file",
+    "load_config",
+    "make_executor",
+    "pick_samples",
+    "run_pipeline",
+    "stage_key",
+]

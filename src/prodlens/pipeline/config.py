@@ -1,0 +1,407 @@
+"""The pipeline's configuration: one TOML or JSON file, one frozen dataclass per stage.
+
+A config names what to run; everything has a default, so the smallest config is
+empty (the bundled sample, a Feature Concatenation model, every val photo explained).
+Unknown keys and wrong types fail at load time, naming the file, the key, what was
+given and what is allowed (close spellings suggested), before any work starts.
+
+>>> cfg = PipelineConfig.from_dict({"name": "demo", "explain": {"samples": 100}})
+>>> cfg.explain.samples, cfg.train.model, cfg.executor.kind
+(100, 'concat', 'local')
+>>> PipelineConfig.from_dict({"explain": {"sampels": 100}})
+Traceback (most recent call last):
+...
+prodlens.pipeline.config.ConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'samples'? \
+Allowed: split, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prodlens.errors import ProdlensError
+
+#: Stage names, in the order they run.
+STAGES = ("ocr", "train", "explain", "global", "deletion", "store")
+
+
+class ConfigError(ProdlensError, ValueError):
+    """A pipeline config is missing, unreadable or has a bad setting; the message says which."""
+
+
+def _fail(section: str, message: str) -> typing.NoReturn:
+    where = f"[{section}] " if section else ""
+    raise ValueError(f"{where}{message}")
+
+
+def _check(section: str, ok: bool, name: str, rule: str, value: Any) -> None:
+    if not ok:
+        _fail(section, f"{name} must be {rule}; got {value!r}")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which photos: ``dataset`` is ``"sample"`` (the bundled GroceryStore subset) or a
+    dataset folder with ``manifest.jsonl``; ``classes`` keeps a subset (empty: all);
+    ``max_per_class`` caps photos per class and split (0: all)."""
+
+    dataset: str = "sample"
+    classes: list[str] = field(default_factory=list)
+    max_per_class: int = 0
+
+    def __post_init__(self) -> None:
+        _check("data", self.max_per_class >= 0, "max_per_class", "an int >= 0 (0 keeps every photo)", self.max_per_class)
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    """OCR: ``engine`` ``"rapidocr"`` (offline, cached by image hash) or ``"none"`` (keep
+    the tokens the manifest already has, e.g. from an imported Vision JSON)."""
+
+    engine: str = "rapidocr"
+    min_score: float = 0.5
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        _check("ocr", self.engine in ("rapidocr", "none"), "engine", "'rapidocr' or 'none'", self.engine)
+        _check("ocr", 0.0 <= self.min_score <= 1.0, "min_score", "between 0 and 1", self.min_score)
+        _check("ocr", self.workers >= 1, "workers", "an int >= 1", self.workers)
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Training (see :class:`~prodlens.train.TrainConfig`); ``checkpoint`` uses an
+    existing checkpoint instead of training. ``backbone`` and ``head`` are passed to the
+    model factories (e.g. ``backbone = {input_size = 128}``)."""
+
+    model: str = "concat"
+    image_backbone: str = "efficientnet_lite0"
+    text_backbone: str = "minilm"
+    backbone: dict = field(default_factory=dict)
+    head: dict = field(default_factory=dict)
+    mode: str = "fast"
+    views: int = 2
+    epochs: int | None = None
+    patience: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    checkpoint: str = ""
+
+    def __post_init__(self) -> None:
+        _check("train", self.mode in ("fast", "finetune"), "mode", "'fast' or 'finetune'", self.mode)
+        _check("train", self.views >= 1, "views", "an int >= 1 (view 0 is the plain photo)", self.views)
+        for name in ("epochs", "patience", "batch_size"):
+            v = getattr(self, name)
+            _check("train", v is None or v >= 1, name, "an int >= 1 or left out (the mode's default)", v)
+        _check("train", self.lr is None or self.lr > 0, "lr", "a number > 0 or left out", self.lr)
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Multimodal LIME over every photo of ``split`` (``limit`` > 0: the first that many,
+    spread over classes). ``targets``: ``"auto"`` explains the predicted class and the
+    true class when they differ; ``"all"`` every class."""
+
+    split: str = "val"
+    limit: int = 0
+    samples: int = 300
+    early_stop: bool = True
+    segments: int = 100
+    fill: str = "mean"
+    batch_size: int = 8
+    targets: str = "auto"
+    resolution: str = "auto"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check("explain", self.limit >= 0, "limit", "an int >= 0 (0 explains every photo of the split)", self.limit)
+        _check("explain", self.samples >= 2, "samples", "an int >= 2 (the original plus perturbations)", self.samples)
+        _check("explain", self.segments >= 2, "segments", "an int >= 2", self.segments)
+        _check("explain", self.fill in ("mean", "black", "blur"), "fill", "'mean', 'black' or 'blur'", self.fill)
+        _check("explain", self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
+        _check("explain", self.targets in ("auto", "all"), "targets", "'auto' or 'all'", self.targets)
+        _check("explain", self.resolution in ("auto", "model", "full"), "resolution", "'auto', 'model' or 'full'", self.resolution)
+
+    def lime_params(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments of :class:`~prodlens.explain.MultimodalLime`.
+
+        >>> ExplainConfig(samples=50).lime_params(0)["n_samples"]
+        50
+        """
+        return {
+            "n_samples": self.samples, "n_segments": self.segments, "fill": self.fill,
+            "early_stop": self.early_stop, "batch_size": self.batch_size, "seed": seed,
+            "resolution": None if self.resolution == "full" else self.resolution, "progress": False,
+        }
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    """Per-class global explanations (:class:`~prodlens.aggregate.GlobalExplainer`)."""
+
+    enabled: bool = True
+    modalities: list[str] = field(default_factory=lambda: ["image", "text"])
+    top_k_local: int = 3
+    max_features: int = 10
+    min_support: int = 1
+    min_cluster_size: int = 2
+
+    def __post_init__(self) -> None:
+        _check_modalities("global", self.modalities)
+        for name in ("top_k_local", "max_features", "min_support"):
+            _check("global", getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
+        _check("global", self.min_cluster_size >= 2, "min_cluster_size", "an int >= 2 (HDBSCAN)", self.min_cluster_size)
+
+
+@dataclass(frozen=True)
+class DeletionConfig:
+    """The deletion test (:func:`~prodlens.aggregate.deletion_test`); needs the global stage."""
+
+    enabled: bool = True
+    modalities: list[str] = field(default_factory=lambda: ["image", "text"])
+    top_k: int = 3
+    fill: str = "black"
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        _check_modalities("deletion", self.modalities)
+        _check("deletion", self.top_k >= 1, "top_k", "an int >= 1", self.top_k)
+        _check("deletion", self.fill in ("mean", "black", "blur"), "fill", "'mean', 'black' or 'blur'", self.fill)
+        _check("deletion", self.repeats >= 1, "repeats", "an int >= 1", self.repeats)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where the explain stage runs: ``kind`` ``"local"`` (``workers`` processes; 1 runs
+    in this process) or ``"ray"`` (``workers`` actors on the cluster at ``ray_address``,
+    or a local Ray instance when empty, each asking for ``num_gpus``). ``threads``: torch
+    threads per worker (0: the machine's cores divided among the workers)."""
+
+    kind: str = "local"
+    workers: int = 1
+    threads: int = 0
+    ray_address: str = ""
+    num_gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check("executor", self.kind in ("local", "ray"), "kind", "'local' or 'ray'", self.kind)
+        _check("executor", self.workers >= 1, "workers", "an int >= 1", self.workers)
+        _check("executor", self.threads >= 0, "threads", "an int >= 0 (0: cores / workers)", self.threads)
+        _check("executor", self.num_gpus >= 0, "num_gpus", "a number >= 0", self.num_gpus)
+        _check("executor", self.kind == "ray" or not self.ray_address, "ray_address",
+               "empty unless kind = 'ray'", self.ray_address)
+
+
+def _check_modalities(section: str, mods: list[str]) -> None:
+    ok = bool(mods) and all(m in ("image", "text") for m in mods) and len(set(mods)) == len(mods)
+    _check(section, ok, "modalities", "a non-empty list of 'image' and/or 'text'", mods)
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig, "ocr": OcrConfig, "train": TrainSection, "explain": ExplainConfig,
+    "global": GlobalConfig, "deletion": DeletionConfig, "executor": ExecutorConfig,
+}
+_TOP = ("name", "out", "store", "cache_dir", "seed")
+
+
+# --------------------------------------------------------------------------- the config
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one ``prodlens run`` does. ``out`` holds every result file; ``store`` is
+    a SQLite path or PostgreSQL URL (default ``{out}/prodlens.sqlite``); ``cache_dir``
+    holds the OCR and feature caches (default ``{out}/cache``); ``seed`` is the one seed
+    of every stage. Relative paths in a config file are relative to that file.
+
+    >>> PipelineConfig(out="runs/x").store_target
+    'runs/x/prodlens.sqlite'
+    """
+
+    name: str = "pipeline"
+    out: str = "work/pipeline"
+    store: str = ""
+    cache_dir: str = ""
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    ocr: OcrConfig = field(default_factory=OcrConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    global_: GlobalConfig = field(default_factory=GlobalConfig)
+    deletion: DeletionConfig = field(default_factory=DeletionConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    source: str = field(default="<dict>", compare=False)
+
+    def __post_init__(self) -> None:
+        _check("", bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
+               "a non-empty run name of letters, digits, '-', '_' or '.'", self.name)
+        _check("", bool(self.out), "out", "an output folder", self.out)
+        _check("", self.deletion.enabled <= self.global_.enabled, "deletion.enabled",
+               "false when global.enabled is false (the test deletes global features)", self.deletion.enabled)
+
+    # -- derived paths ----------------------------------------------------------
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def store_target(self) -> str:
+        return self.store or str(self.out_dir / "prodlens.sqlite")
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else self.out_dir / "cache"
+
+    # -- building ---------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: dict, *, source: str = "<dict>", base: Path | None = None) -> PipelineConfig:
+        """Build and validate a config from a parsed TOML/JSON mapping.
+
+        ``base`` is the folder relative paths (``out``, ``store``, ``cache_dir``,
+        ``data.dataset``, ``train.checkpoint``) are resolved against. Raises
+        :class:`ConfigError` naming ``source``.
+        """
+        try:
+            if not isinstance(raw, dict):
+                _fail("", f"the config must be a table of settings, got {type(raw).__name__}")
+            allowed = (*_TOP, *_SECTIONS)
+            _unknown("", raw, allowed)
+            top = {k: _typed("", cls, k, raw[k]) for k in _TOP if k in raw}
+            sections = {}
+            for name, section_cls in _SECTIONS.items():
+                body = raw.get(name, {})
+                if not isinstance(body, dict):
+                    _fail("", f"[{name}] must be a table of settings, got {body!r}")
+                _unknown(name, body, [f.name for f in dataclasses.fields(section_cls)])
+                sections["global_" if name == "global" else name] = section_cls(
+                    **{k: _typed(name, section_cls, k, v) for k, v in body.items()}
+                )
+            cfg = cls(**top, **sections, source=source)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        return cfg.resolved(base) if base is not None else cfg
+
+    def resolved(self, base: Path) -> PipelineConfig:
+        """A copy with relative paths made relative to ``base`` (a config file's folder)."""
+
+        def rel(p: str) -> str:
+            return p if not p or "://" in p or Path(p).is_absolute() else str(base / p)
+
+        data = self.data if self.data.dataset == "sample" else dataclasses.replace(self.data, dataset=rel(self.data.dataset))
+        return dataclasses.replace(
+            self, out=rel(self.out), store=rel(self.store), cache_dir=rel(self.cache_dir), data=data,
+            train=dataclasses.replace(self.train, checkpoint=rel(self.train.checkpoint)),
+        )
+
+    def with_overrides(self, **executor: Any) -> PipelineConfig:
+        """A copy with executor settings replaced (``None`` values are ignored), as the
+        CLI's ``--executor``/``--workers``/``--ray-address`` do.
+
+        >>> PipelineConfig().with_overrides(kind="ray", workers=None).executor.kind
+        'ray'
+        """
+        given = {k: v for k, v in executor.items() if v is not None}
+        try:
+            return dataclasses.replace(self, executor=dataclasses.replace(self.executor, **given))
+        except ValueError as e:
+            raise ConfigError(f"{self.source}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (sections under their config-file names).
+
+        >>> PipelineConfig().to_dict()["global"]["min_support"]
+        1
+        """
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        d["global"] = d.pop("global_")
+        return d
+
+
+def _unknown(section: str, body: dict, allowed: typing.Sequence[str]) -> None:
+    for key in body:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), list(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            where = f"[{section}]" if section else "the config"
+            raise ValueError(f"{where} has no setting {key!r}{hint} Allowed: {', '.join(allowed)}")
+
+
+def _typed(section: str, cls: type, name: str, value: Any) -> Any:
+    """``value`` checked against the annotation of ``cls.name`` (ints are accepted as floats)."""
+    hint = typing.get_type_hints(cls)[name]
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for t in options:
+        origin = typing.get_origin(t) or t
+        if t is type(None) and value is None:
+            return value
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        if origin in (str, bool, dict) and type(value) is origin:
+            return value
+    names = " or ".join(
+        "list of strings" if typing.get_origin(t) is list else "left out" if t is type(None) else t.__name__
+        for t in options
+    )
+    article = "an" if names[0] in "aeiou" else "a"
+    _fail(section, f"{name} must be {article} {names}; got {value!r} ({type(value).__name__})")
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a ``.toml`` or ``.json`` pipeline config; relative paths are relative to it.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "run.toml"
+    >>> _ = p.write_text('name = "tiny"\\n[explain]\\nsamples = 64\\n')
+    >>> cfg = load_config(p)
+    >>> cfg.name, cfg.explain.samples, cfg.out_dir == p.parent / "work/pipeline"
+    ('tiny', 64, True)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass a .toml or .json file (see docs/pipeline.md)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            raw = json.loads(text)
+        elif path.suffix == ".toml":
+            raw = tomllib.loads(text)
+        else:
+            raise ConfigError(f"{path}: unknown config format {path.suffix!r}; name it .toml or .json")
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e}); fix the file") from None
+    return PipelineConfig.from_dict(raw, source=str(path), base=path.resolve().parent)
+
+
+def _jsonable(x: Any) -> Any:
+    return dataclasses.asdict(x) if dataclasses.is_dataclass(x) and not isinstance(x, type) else str(x)
+
+
+def stage_key(*parts: Any) -> str:
+    """A short stable hash of JSON-able ``parts``: the identity of a stage's work.
+
+    A stage's key covers its own settings and the keys of the stages it reads, so a
+    changed upstream setting gives new keys downstream (and new work) while finished
+    work under the old keys is kept.
+
+    >>> stage_key({"a": 1}, "x") == stage_key({"a": 1}, "x") != stage_key({"a": 2}, "x")
+    True
+    """
+    text = json.dumps(parts, sort_keys=True, default=_jsonable, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:12]

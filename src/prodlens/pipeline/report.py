@@ -1,0 +1,91 @@
+"""What each stage of a pipeline run did (data only; the runner fills them in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """One stage: items done now, skipped as already done, and failed (with reasons).
+
+    ``status`` is ``"ok"``, ``"failed"`` (the stage itself could not run; ``error``
+    says why), ``"not run"`` (an earlier stage it needs failed) or ``"disabled"``.
+
+    >>> r = StageReport("explain", done=3, skipped=2, failed=(("val/x", "BadInputError: corrupt"),))
+    >>> r.line()
+    'explain   3 done, 2 skipped (already done), 1 failed  (0.0 s)'
+    """
+
+    stage: str
+    done: int = 0
+    skipped: int = 0
+    failed: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.0
+    status: str = "ok"
+    error: str = ""
+    key: str = ""
+    outputs: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One summary line (a failed or skipped stage says why)."""
+        if self.status in ("not run", "disabled"):
+            return f"{self.stage:<9} {self.status}{': ' + self.error if self.error else ''}"
+        if self.status == "failed":
+            return f"{self.stage:<9} FAILED: {self.error}"
+        return (f"{self.stage:<9} {self.done} done, {self.skipped} skipped (already done), "
+                f"{len(self.failed)} failed  ({self.seconds:.1f} s)")
+
+    def to_dict(self) -> dict:
+        return {
+            "stage": self.stage, "status": self.status, "done": self.done, "skipped": self.skipped,
+            "failed": [{"item": i, "reason": r} for i, r in self.failed], "seconds": round(self.seconds, 3),
+            "error": self.error, "key": self.key, "outputs": self.outputs,
+        }
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    """All stage reports of one ``prodlens run``.
+
+    >>> s = PipelineSummary("r", (StageReport("ocr", done=1), StageReport("train", status="failed", error="boom")))
+    >>> s.ok, s.n_failed
+    (False, 0)
+    """
+
+    run: str
+    stages: tuple[StageReport, ...]
+    store: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every enabled stage ran and no item failed."""
+        return all(r.status in ("ok", "disabled") and not r.failed for r in self.stages)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(len(r.failed) for r in self.stages)
+
+    def stage(self, name: str) -> StageReport:
+        for r in self.stages:
+            if r.stage == name:
+                return r
+        raise KeyError(f"no stage {name!r}; stages: {[r.stage for r in self.stages]}")
+
+    def text(self, max_failures: int = 10) -> str:
+        """Human-readable summary: a line per stage, then the failed items with reasons."""
+        out = [f"run {self.run!r}: {self.seconds:.0f} s, store {self.store}"]
+        out += ["  " + r.line() for r in self.stages]
+        fails = [(r.stage, i, why) for r in self.stages for i, why in r.failed]
+        for stage, item, why in fails[:max_failures]:
+            out.append(f"  failed {stage} {item}: {why}")
+        if len(fails) > max_failures:
+            out.append(f"  ... and {len(fails) - max_failures} more failures (see summary.json)")
+        if fails or not self.ok:
+            out.append("  re-run the same command to retry what failed; finished work is kept")
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        return {"run": self.run, "ok": self.ok, "store": self.store, "seconds": round(self.seconds, 3),
+                "stages": [r.to_dict() for r in self.stages]}
