@@ -80,6 +80,12 @@ def retrieval_queries(result: RetrievalResult, gallery_ids: Sequence[str] | None
 
     ``gallery_ids`` name the gallery items the neighbour indices point to; by default
     ``result.config["gallery_ids"]`` (what :func:`~prodlens.match.evaluate_matching` records).
+
+    >>> import numpy as np
+    >>> r = RetrievalResult({1: 1.0}, 1, 2, query_ids=("q",), neighbors=np.array([[1, 0]]),
+    ...                     scores=np.array([[0.9, 0.1]]), config={"kind": "image"})
+    >>> retrieval_queries(r, ["g0", "g1"])[0].gallery_ids
+    ('g1', 'g0')
     """
     if result.neighbors is None or result.scores is None:
         raise ValueError("the retrieval result has no neighbours; evaluate with keep_neighbors=True to store it")
