@@ -98,6 +98,46 @@ def test_compare_two_runs(ex):
         ex.compare("baseline", "nope", "Oatly-Oat-Milk", ids[0])
 
 
+def test_matching_views(ex):
+    q = ex.store.get_match_queries("baseline")
+    assert len(q) == 6 and all("SYNTHETIC" in x.config["fixture"] for x in q)
+    assert "top-1" in ex.match_note("baseline", "Arla-Standard-Milk")
+    assert ex.match_note("variant", "Arla-Standard-Milk") == (
+        "No matching results in run **variant**. Runs with matching results: **baseline**.")
+    assert "No query of **Nope**" in ex.match_note("baseline", "Nope")
+    choices = ex.match_choices("baseline", "Arla-Standard-Milk")
+    assert [c.query_id for c in choices] == ["Arla-Standard-Milk_0001", "Arla-Standard-Milk_0002"]
+    assert choices[0].caption == "Arla-Standard-Milk_0001 ✓ best match of its class · 1 explained"
+    assert ex.match_choices("variant", "Arla-Standard-Milk") == []
+
+    v = ex.match_list("baseline", "Arla-Standard-Milk_0001")
+    assert [c.gallery_id for c in v.candidates][0] == "Arla-Standard-Milk_0002" and v.default_match == "Arla-Standard-Milk_0002"
+    assert [c.same_class for c in v.candidates] == [True, False, False] and "is of its class" in v.status
+    assert v.query.image.shape == (348, 348, 3)  # the photo at display size (never enlarged)
+    assert len(v.matches) == 3 and all(max(p.image.shape[:2]) == THUMB_SIDE for p in v.matches)
+    assert v.matches[0].caption.startswith("#1 Arla-Standard-Milk_0002 · 0.") and "✗ Oatly-Oat-Milk" in v.matches[1].caption
+
+    w = ex.why_match("baseline", "Arla-Standard-Milk_0001", "Arla-Standard-Milk_0002")
+    assert "similarity" in w.summary and "deletion AUC" in w.summary
+    photo = ex.match_list("baseline", "Arla-Standard-Milk_0001").query.image
+    assert w.query.image.shape == photo.shape and not np.array_equal(w.query.image, photo)  # saliency drawn
+    assert w.match.image is not None and w.match.caption == "match: saliency"
+    assert {r[1] for r in w.words} == {"arla", "standard", "milk"}
+    drops = [r[5] for r in w.words]
+    assert drops == sorted(drops, reverse=True) and [r[0] for r in w.words] == [1, 2, 3]
+
+    alpro = ex.match_list("baseline", "Alpro-Fresh-Soy-Milk_0000")  # its class is not in the gallery
+    assert "none of its class in the top 3" in alpro.status and [c.explained for c in alpro.candidates][:2] == [True, True]
+    missing = ex.why_match("baseline", "Arla-Standard-Milk_0001", "Oatly-Oat-Milk_0004")
+    assert "is not explained in this run" in missing.summary and missing.words == []
+
+
+def test_matching_empty_store_says_how_to_fill_it():
+    ex = Explorer(Store.open(":memory:"))
+    ex.store.add_run("r")
+    assert ex.match_note("r", None).startswith("No matching results in this store yet: store some with `prodlens match")
+
+
 def test_missing_photo_shows_a_placeholder(store_path, tmp_path):
     store = Store.open(store_path, create=False, image_root=tmp_path)  # photos are not there
     v = Explorer(store).single("baseline", "Arla-Standard-Milk_0001")
@@ -141,6 +181,22 @@ def test_callbacks_give_complete_outputs_and_survive_bad_input(ex):
     assert run_hist["explanations"].sum() == 7 and cls_hist["explanations"].sum() == 2
     cmp = cb.on_compare_choices("baseline", "variant", "Oatly-Oat-Milk")
     assert cmp[0]["value"] == "Oatly-Oat-Milk_0004" and cmp[2]["value"] is not None
+    m = cb.on_match_class("baseline", "Oatly-Oat-Milk")
+    assert len(m) == 2 + 4 + 4 and m[0]["value"] == "Oatly-Oat-Milk_0004" and "top-1" in m[1]
+    assert m[3]["value"] is not None and len(m[4]) == 3 and m[5]["value"] == "Oatly-Oat-Milk_0005"
+    assert "not explained" in m[6] and m[7]["value"] is not None  # plain photos for a pair without explanation
+    why = cb.on_why("baseline", "Arla-Standard-Milk_0001", "Arla-Standard-Milk_0002")
+    assert why[1]["value"] is not None and list(why[3].columns)[:2] == ["rank", "word"] and len(why[3]) == 3
+    empty = cb.on_match_class("variant", "Oatly-Oat-Milk")
+    assert empty[0]["value"] is None and "No matching results in run **variant**" in empty[1] and empty[4] == []
+
+    class Evt:
+        index = 0
+
+    assert cb.pick_match("baseline", "Arla-Standard-Milk_0001", Evt())["value"] == "Arla-Standard-Milk_0002"
+    for bad in [cb.on_match_class("nope", "x"), cb.on_match_query("baseline", "missing-id"),
+                cb.on_why("baseline", "missing-id", "x"), cb.on_match_query(None, None)]:
+        assert isinstance(bad, tuple)
     for bad in [cb.on_class("nope", "x"), cb.on_class(None, None), cb.on_sample("baseline", "missing-id"),
                 cb.on_global("baseline", "Nope"), cb.on_compare("baseline", None, "x", None)]:
         assert isinstance(bad, tuple)
@@ -210,3 +266,9 @@ def test_navigation_never_runs_a_model(store_path, monkeypatch):
                 cb.on_sample(run, choice.sample_id)
             cb.on_class(run, c), cb.on_gallery(run, c), cb.on_misclassified(run, c)
             cb.on_global(run, c), cb.on_histogram(run, c), cb.on_compare_choices(run, "variant", c)
+            cb.on_match_class(run, c)
+            for q in ex.match_choices(run, c):
+                cb.on_match_query(run, q.query_id)
+                for m in ex.match_list(run, q.query_id).candidates:
+                    cb.on_why(run, q.query_id, m.gallery_id)
+    assert ex.match_choices("baseline", "Oatly-Oat-Milk")  # the matching views were visited

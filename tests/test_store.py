@@ -1,23 +1,22 @@
 """The results store, against SQLite (in memory and file) and, when
-``PRODLENS_TEST_PG_URL`` is set, a real PostgreSQL server (``.ci/postgres.sh`` starts one)."""
+``PRODLENS_TEST_PG_URL`` is set, a real PostgreSQL server (``.ci/postgres.sh`` starts one);
+the ``store`` and ``pg_url`` fixtures are in ``conftest.py``."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import threading
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, text
 
 from prodlens.data.types import OcrToken, ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.store import (
+    SCHEMA_VERSION,
     DeletionResult,
     GlobalFeature,
     MatchResult,
@@ -33,39 +32,6 @@ from prodlens.store import (
     top_k,
 )
 from prodlens.store.codec import decode_array, encode_array
-
-PG_URL = os.environ.get("PRODLENS_TEST_PG_URL")
-PG_SKIP = "PRODLENS_TEST_PG_URL is not set (start a server with `bash .ci/postgres.sh` and export its URL)"
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip(PG_SKIP)
-    base = make_url(PG_URL).set(drivername="postgresql+psycopg")
-    name = f"prodlens_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["memory", "file", "postgres"])
-def store(request, tmp_path):
-    if request.param == "memory":
-        s = Store.open(":memory:")
-    elif request.param == "file":
-        s = Store.open(tmp_path / "results.sqlite")
-    else:
-        s = Store.open(request.getfixturevalue("pg_url"))
-    yield s
-    s.close()
 
 
 def _sample(i: int, label: str = "Oatly-Oat-Milk", tokens=True) -> ProductSample:
@@ -98,12 +64,12 @@ def _assert_same(a: Explanation, b: Explanation) -> None:
 def test_new_store_is_migrated_and_reopening_applies_nothing(tmp_path):
     path = tmp_path / "r.sqlite"
     with Store.open(path) as s:
-        assert s.schema_version == 1
+        assert s.schema_version == SCHEMA_VERSION == 2
         assert s.journal_mode == "wal"
     with Store.open(path) as s:
         with s.engine.connect() as c:
             rows = c.execute(text("SELECT version, name FROM schema_migrations")).all()
-    assert rows == [(1, "initial tables")]
+    assert rows == [(1, "initial tables"), (2, "match queries and explanations")]
 
 
 def test_open_without_create_refuses_a_missing_store(tmp_path):
@@ -116,7 +82,7 @@ def test_store_written_by_a_newer_prodlens_is_refused(tmp_path):
     path = tmp_path / "r.sqlite"
     with Store.open(path) as s, s.engine.begin() as c:
         c.execute(insert(schema.schema_migrations).values(version=99, name="future", applied_at="2099"))
-    with pytest.raises(SchemaVersionError, match="schema is version 99 but this prodlens knows up to 1"):
+    with pytest.raises(SchemaVersionError, match="schema is version 99 but this prodlens knows up to 2"):
         Store.open(path)
 
 
@@ -340,7 +306,7 @@ def test_export_json_and_csv(store, tmp_path):
     assert "segments" not in data["explanations"][0]
     files = export_run(store, run, tmp_path / "csv", "csv")
     assert [f.name for f in files] == ["predictions.csv", "explanations.csv", "features.csv",
-                                       "global_features.csv", "deletion_results.csv"]
+                                       "global_features.csv", "deletion_results.csv", "match_queries.csv"]
     lines = (tmp_path / "csv" / "features.csv").read_text().splitlines()
     assert len(lines) == 1 + e.n_features and lines[-1].startswith("s000,A,")
     assert "MJÖLK" in lines[-1]

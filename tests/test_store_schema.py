@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from prodlens.store import schema
 from prodlens.store.exceptions import SchemaVersionError
@@ -34,15 +34,27 @@ def test_migrations_produce_exactly_the_current_schema():
 def test_runner_applies_only_pending_migrations_in_order():
     engine = create_engine("sqlite://")
     calls = []
-    extra = Migration(2, "add notes index", lambda conn: calls.append(2))
-    assert migrate(engine, MIGRATIONS) == [1]
-    assert migrate(engine, (*MIGRATIONS, extra)) == [2]
+    extra = Migration(3, "add notes index", lambda conn: calls.append(3))
+    assert migrate(engine, MIGRATIONS) == [1, 2]
+    assert migrate(engine, (*MIGRATIONS, extra)) == [3]
     assert migrate(engine, (*MIGRATIONS, extra)) == []
-    assert calls == [2]
+    assert calls == [3]
     with engine.connect() as c:
-        assert applied_versions(c) == [1, 2]
-    with pytest.raises(SchemaVersionError, match="schema is version 2 but this prodlens knows up to 1; upgrade prodlens"):
+        assert applied_versions(c) == [1, 2, 3]
+    with pytest.raises(SchemaVersionError, match="schema is version 3 but this prodlens knows up to 2; upgrade prodlens"):
         migrate(engine, MIGRATIONS)
+
+
+def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    assert migrate(engine, MIGRATIONS[:1]) == [1]
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO runs (name, config, versions, created_at) VALUES ('old', '{}', '{}', 'then')"))
+    assert migrate(engine) == [2]
+    with engine.connect() as c:
+        assert c.execute(text("SELECT name FROM runs")).scalars().all() == ["old"]
+        assert applied_versions(c) == [1, 2]
+    assert {"match_queries", "match_explanations"} <= set(inspect(engine).get_table_names())
 
 
 def test_a_failing_migration_leaves_nothing_half_applied():

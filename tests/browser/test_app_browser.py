@@ -188,5 +188,26 @@ def test_explorer_views_render_in_chromium(page):
     assert _loaded(page, "#pl-cmp-a img") == 1 and _loaded(page, "#pl-cmp-b img") == 1
     _shot(page, "09_compare")
 
+    # -- matching: the query's best matches, and why the first one matches (run baseline, Arla-Standard-Milk)
+    _tab(page, "Matching")
+    page.wait_for_function("() => document.querySelector('#pl-why-note').innerText.includes('similarity')")
+    assert "top-1" in page.locator("#pl-match-note").inner_text()
+    assert "Arla-Standard-Milk_0001" in page.locator("#pl-match-query input").input_value()
+    assert _loaded(page, "#pl-match-photo img") == 1
+    assert _loaded(page, "#pl-match-gallery img") == 3
+    assert "✓" in page.locator("#pl-match-gallery").inner_text()
+    assert _loaded(page, "#pl-why-query img") == 1 and _loaded(page, "#pl-why-match img") == 1
+    words = page.locator("#pl-why-words").inner_text()
+    assert "similarity drop" in words and all(w in words for w in ("arla", "standard", "milk"))
+    _shot(page, "10_matching")
+    # another match of the query, from the picker: it was not explained, and the page says so
+    _choose(page, "pl-match-pick", "Oatly-Oat-Milk_0004")
+    page.wait_for_function("() => document.querySelector('#pl-why-note').innerText.includes('not explained')")
+    # a run without matching results: a clear message instead of empty pictures
+    _choose(page, "pl-run", "variant")
+    page.wait_for_function("() => document.querySelector('#pl-match-note').innerText.includes('No matching results in run')")
+    assert "baseline" in page.locator("#pl-match-note").inner_text()
+    _shot(page, "11_matching_empty")
+
     assert page.errors == []
     assert page.external == [], f"the page tried to reach the internet: {page.external}"

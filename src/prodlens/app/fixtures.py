@@ -229,13 +229,15 @@ def fill_synthetic_run(
 
 
 def build_fixture_store(
-    target: str | Path, photo_dir: str | Path, *, copy_images: bool = True, seed: int = 0
+    target: str | Path, photo_dir: str | Path, *, copy_images: bool = True, matching: bool = True, seed: int = 0
 ) -> Store:
     """A small two-run SYNTHETIC store over the photos in ``photo_dir``
     (``<Class-Name>_<nnn>.jpg``), as the app tests and screenshots use.
 
     Runs ``baseline`` and ``variant``; in ``baseline`` the second photo of the first
-    class with two photos is misclassified. With ``copy_images`` (file stores only)
+    class with two photos is misclassified. With ``matching`` (default) ``baseline``
+    also holds SYNTHETIC matching results (:mod:`prodlens.app.match_fixtures`);
+    ``variant`` has none, so it shows the Matching tab's empty state. With ``copy_images`` (file stores only)
     the photos are copied to ``images/`` beside the store and kept as relative paths.
     """
     import shutil
@@ -262,6 +264,10 @@ def build_fixture_store(
         seen[s.label or ""] = seen.get(s.label or "", 0) + 1
         if seen[s.label or ""] == 2 and not wrong:
             wrong.append(s.id)
-    fill_synthetic_run(store, samples, classes, run_name="baseline", error_rate=0.0, wrong=wrong, seed=seed)
+    baseline = fill_synthetic_run(store, samples, classes, run_name="baseline", error_rate=0.0, wrong=wrong, seed=seed)
+    if matching:
+        from prodlens.app.match_fixtures import fill_synthetic_matching
+
+        fill_synthetic_matching(store, baseline, samples, seed=seed)
     fill_synthetic_run(store, samples, classes, run_name="variant", error_rate=0.0, seed=seed + 3)
     return store

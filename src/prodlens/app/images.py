@@ -1,5 +1,5 @@
 """Pictures for the app: photos at display size, explanation overlays (drawn by
-:mod:`prodlens.viz`) and superpixel crops, with small LRU caches so that switching
+:mod:`prodlens.viz`), match saliency overlays and superpixel crops, with small LRU caches so that switching
 views does not decode or draw the same thing twice.
 
 Explanations are drawn at the size they are shown: the segment map is resized to the
@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from prodlens.explain.explanation import Explanation
 from prodlens.viz import draw_token_boxes, joint_scores, overlay_superpixels
@@ -221,3 +221,71 @@ def montage(representative: np.ndarray, supporting: list[np.ndarray], *, big: in
             im = im.resize((small, small), Image.BILINEAR)
         canvas.paste(im, (big + gap * 2 + c * (small + gap), r * (small + gap)))
     return np.asarray(canvas)
+
+
+def photo_shape(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of the photo as :func:`read_photo` shows it at full size
+    (EXIF rotation applied), read from the file header only.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.jpg"
+    >>> Image.new("RGB", (40, 30)).save(p)
+    >>> photo_shape(p)
+    (30, 40)
+    """
+    with Image.open(path) as im:
+        w, h = im.size
+        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+            w, h = h, w
+    return h, w
+
+
+def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float map to ``shape`` (``float32``).
+
+    >>> resize_map(np.array([[0.0, 1.0]]), (1, 4)).shape
+    (1, 4)
+    """
+    v = np.asarray(values, dtype=np.float32)
+    if v.shape == tuple(shape):
+        return v
+    return np.asarray(Image.fromarray(v).resize((int(shape[1]), int(shape[0])), Image.BILINEAR), dtype=np.float32)
+
+
+def render_saliency(
+    photo: np.ndarray,
+    saliency: np.ndarray | None,
+    boxes: Sequence[tuple[int, tuple[float, float, float, float]]] = (),
+    *,
+    source_shape: tuple[int, int] | None = None,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """A match saliency map as a JET overlay on ``photo`` (via :mod:`prodlens.viz`'s
+    colour map), with shared-word boxes outlined in the colour of their rank.
+
+    ``saliency`` and ``boxes`` (``(rank, (x0, y0, x1, y1))``) are in the coordinates of
+    the photo the explanation was computed on, of shape ``source_shape`` (default: the
+    map's); ``photo`` may be any size. Without a map only the boxes are drawn.
+
+    >>> sal = np.zeros((20, 20)); sal[:10, :10] = 1
+    >>> out = render_saliency(np.full((10, 10, 3), 200, np.uint8), sal, [(0, (10.0, 10.0, 20.0, 20.0))])
+    >>> out.shape, out[2, 2].tolist() != [200, 200, 200], out[9, 9].tolist() != [200, 200, 200]
+    ((10, 10, 3), True, True)
+    """
+    from prodlens.match.render import WORD_COLOURS, overlay_saliency
+
+    h, w = photo.shape[:2]
+    src = source_shape or (saliency.shape if saliency is not None else (h, w))
+    out = overlay_saliency(photo, resize_map(saliency, (h, w)), alpha=alpha) if saliency is not None else photo
+    if not boxes:
+        return out
+    sy, sx = h / src[0], w / src[1]
+    im = Image.fromarray(out)
+    draw = ImageDraw.Draw(im)
+    lw = max(2, round(min(h, w) / 140))
+    for rank, (x0, y0, x1, y1) in boxes:
+        colour = WORD_COLOURS[rank % len(WORD_COLOURS)]
+        rect = [x0 * sx, y0 * sy, max(x0 * sx, x1 * sx - 1), max(y0 * sy, y1 * sy - 1)]
+        draw.rectangle(rect, outline=colour, width=lw)
+        draw.text((rect[0] + lw, rect[1] + lw), str(rank + 1), fill=colour)
+    return np.asarray(im)

@@ -20,6 +20,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from prodlens.app.match_views import WORD_HEADERS
 from prodlens.app.views import TOP_IMAGE_FEATURES, Explorer
 from prodlens.store import Store, StoreError
 
@@ -179,6 +180,49 @@ class Callbacks:
             out += [side.summary, gr.update(value=side.panel.image, label=side.panel.caption), _df(side.text_rows, headers)]
         return tuple(out)
 
+    # -- matching
+    def on_match_class(self, run: str | None, class_name: str | None) -> tuple:
+        """Query picker for the class, and the matching view of its first query."""
+        if not self._valid(run, class_name):
+            return (gr.update(choices=[], value=None), "Choose a run and a class.", *self.on_match_query(None, None))
+        choices = self.ex.match_choices(run, class_name)  # type: ignore[arg-type]
+        first = choices[0].query_id if choices else None
+        note = self.ex.match_note(run, class_name)  # type: ignore[arg-type]
+        return (gr.update(choices=[(c.caption, c.query_id) for c in choices], value=first), note,
+                *self.on_match_query(run, first))
+
+    def on_match_query(self, run: str | None, query_id: str | None) -> tuple:
+        """note, query photo, top matches, match picker, then :meth:`on_why`'s outputs."""
+        if not query_id or not self._valid(run):
+            return ("", gr.update(value=None, label="Query"), [], gr.update(choices=[], value=None),
+                    *self.on_why(None, None, None))
+        try:
+            v = self.ex.match_list(run, query_id)  # type: ignore[arg-type]
+        except StoreError as e:
+            return (f"**{e}**", gr.update(value=None), [], gr.update(choices=[], value=None), *self.on_why(None, None, None))
+        picks = gr.update(choices=[(c.caption, c.gallery_id) for c in v.candidates], value=v.default_match)
+        return (v.status, gr.update(value=v.query.image, label=v.query.caption), [(p.image, p.caption) for p in v.matches],
+                picks, *self.on_why(run, query_id, v.default_match))
+
+    def on_why(self, run: str | None, query_id: str | None, match_id: str | None) -> tuple:
+        """summary, query overlay, match overlay, shared-word table."""
+        if not (query_id and match_id and self._valid(run)):
+            return ("", gr.update(value=None, label="query"), gr.update(value=None, label="match"), _df([], WORD_HEADERS))
+        try:
+            w = self.ex.why_match(run, query_id, match_id)  # type: ignore[arg-type]
+        except StoreError as e:
+            return (f"**{e}**", gr.update(value=None), gr.update(value=None), _df([], WORD_HEADERS))
+        return (w.summary, gr.update(value=w.query.image, label=w.query.caption),
+                gr.update(value=w.match.image, label=w.match.caption), _df(w.words, WORD_HEADERS))
+
+    def pick_match(self, run: str | None, query_id: str | None, evt: gr.SelectData) -> Any:
+        """A click on a match in the gallery chooses it for the explanation below."""
+        if not query_id or not self._valid(run):
+            return gr.update()
+        cands = self.ex.match_list(run, query_id).candidates  # type: ignore[arg-type]
+        i = int(evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index)
+        return gr.update(value=cands[i].gallery_id) if 0 <= i < len(cands) else gr.update()
+
 
 def build_app(explorer: Explorer) -> gr.Blocks:
     """The Gradio app over ``explorer`` (not launched; see :func:`launch`)."""
@@ -242,6 +286,25 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                         del_note = gr.Markdown()
                         del_plot = gr.LinePlot(x="step", y="accuracy", color="curve", title="Accuracy vs removed features",
                                                elem_id="pl-deletion")
+            with gr.Tab("Matching", id="matching", elem_id="pl-tab-matching"):
+                match_note = gr.Markdown(elem_id="pl-match-note")
+                with gr.Row():
+                    match_query = gr.Dropdown(label="Query", choices=[], allow_custom_value=True, elem_id="pl-match-query")
+                    match_pick = gr.Dropdown(label="Match to explain (or click one below)", choices=[],
+                                             allow_custom_value=True, elem_id="pl-match-pick")
+                match_status = gr.Markdown(elem_id="pl-match-status")
+                with gr.Row(equal_height=True):
+                    match_photo = gr.Image(label="Query", format="jpeg", interactive=False, scale=1,
+                                           elem_id="pl-match-photo")
+                    match_gallery = gr.Gallery(label="Best matches in the gallery (✓ same class)", columns=5,
+                                               height="auto", format="jpeg", object_fit="contain", fit_columns=False,
+                                               scale=2, elem_id="pl-match-gallery")
+                why_note = gr.Markdown(elem_id="pl-why-note")
+                with gr.Row(equal_height=True):
+                    why_query = gr.Image(label="query", format="jpeg", interactive=False, elem_id="pl-why-query")
+                    why_match = gr.Image(label="match", format="jpeg", interactive=False, elem_id="pl-why-match")
+                why_words = gr.Dataframe(label="Shared OCR words, by similarity drop when removed", interactive=False,
+                                         elem_id="pl-why-words")
             with gr.Tab("Compare runs", id="compare", elem_id="pl-tab-compare"):
                 with gr.Row():
                     run_b_dd = gr.Dropdown(label="Compare with run", choices=runs, elem_id="pl-run-b")
@@ -258,6 +321,8 @@ def build_app(explorer: Explorer) -> gr.Blocks:
 
         single_out = [status, photo, ocr, expl_1, expl_2, topk, words]
         cmp_out = [cmp_a_note, cmp_a_img, cmp_a_text, cmp_b_note, cmp_b_img, cmp_b_text]
+        why_out = [why_note, why_query, why_match, why_words]
+        match_out = [match_status, match_photo, match_gallery, match_pick, *why_out]
         views = [
             (cb.on_class, [run_dd, class_dd], [sample_dd, *single_out]),
             (cb.on_gallery, [run_dd, class_dd], [gallery, gallery_note]),
@@ -265,6 +330,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             (cb.on_global, [run_dd, class_dd], [global_note, *slots, text_table]),
             (cb.on_histogram, [run_dd, class_dd], [hist_run, hist_cls, hist_note]),
             (cb.on_compare_choices, [run_dd, run_b_dd, class_dd], [cmp_sample, *cmp_out]),
+            (cb.on_match_class, [run_dd, class_dd], [match_query, match_note, *match_out]),
         ]
 
         def chain(dep: Any, views: list = views) -> None:
@@ -282,6 +348,10 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         sample_dd.input(cb.on_sample, inputs=[run_dd, sample_dd], outputs=single_out)
         run_b_dd.input(cb.on_compare_choices, inputs=[run_dd, run_b_dd, class_dd], outputs=[cmp_sample, *cmp_out])
         cmp_sample.input(cb.on_compare, inputs=[run_dd, run_b_dd, class_dd, cmp_sample], outputs=cmp_out)
+        match_query.input(cb.on_match_query, inputs=[run_dd, match_query], outputs=match_out)
+        match_pick.input(cb.on_why, inputs=[run_dd, match_query, match_pick], outputs=why_out)
+        match_gallery.select(cb.pick_match, inputs=[run_dd, match_query], outputs=match_pick).then(
+            cb.on_why, inputs=[run_dd, match_query, match_pick], outputs=why_out)
         mis_table.select(cb.pick_from_table, inputs=mis_table, outputs=[sample_dd, local_tabs]).then(
             cb.on_sample, inputs=[run_dd, sample_dd], outputs=single_out)
     return demo

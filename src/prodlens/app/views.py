@@ -28,6 +28,8 @@ from prodlens.app.images import (
     render_overlay,
     superpixel_view,
 )
+from prodlens.app.match_views import MatchViews
+from prodlens.app.panels import DISPLAY_SIDE, THUMB_SIDE, Panel
 from prodlens.data.types import ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.store import Prediction, Store
@@ -35,10 +37,6 @@ from prodlens.store.records import GlobalFeature
 
 log = logging.getLogger(__name__)
 
-#: Longest side of photos in the single-sample and compare views.
-DISPLAY_SIDE = 420
-#: Longest side of gallery thumbnails.
-THUMB_SIDE = 160
 #: Sides of the representative and the supporting superpixel crops in the global view.
 REP_SIDE = 154
 CROP_SIDE = 76
@@ -49,14 +47,6 @@ TOP_TEXT_FEATURES = 15
 HIST_BINS = 10
 #: Threads that draw gallery thumbnails and crops (PIL and zlib release the GIL).
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="prodlens-app")
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One picture with its caption (``image`` is ``None`` when there is nothing to show)."""
-
-    caption: str
-    image: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -140,8 +130,11 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-class Explorer:
+class Explorer(MatchViews):
     """Read-only views over one store, with caches for pictures and run metadata.
+
+    The Matching tab's views (``match_choices``, ``match_list``, ``why_match``) are
+    in :class:`~prodlens.app.match_views.MatchViews`.
 
     Every method takes run *names*; unknown names raise
     :class:`~prodlens.store.RunNotFoundError`.
@@ -161,6 +154,8 @@ class Explorer:
             self._predictions(run)
             self._explained(run)
             self.run_summary(run)
+            self._match_queries(run)
+            self._explained_pairs(run)
 
     def clear_caches(self) -> None:
         """Forget cached pictures and metadata (after a job wrote new results)."""

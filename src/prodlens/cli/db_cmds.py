@@ -66,7 +66,8 @@ def _summary_dict(s: RunSummary) -> dict:
         "predictions": s.n_predictions, "correct": s.n_correct, "accuracy": s.accuracy,
         "explanations": s.n_explanations, "explained_samples": s.n_explained_samples,
         "global_features": s.n_global_features, "deletion_results": s.n_deletion_results,
-        "match_results": s.n_match_results, "classes": list(s.classes), "config": r.config, "versions": r.versions,
+        "match_results": s.n_match_results, "match_queries": s.n_match_queries,
+        "match_explanations": s.n_match_explanations, "classes": list(s.classes), "config": r.config, "versions": r.versions,
     }
 
 
@@ -94,7 +95,8 @@ def _inspect(args: argparse.Namespace) -> int:
         f"  explanations     {d['explanations']} of {d['explained_samples']} samples",
         f"  global features  {d['global_features']}",
         f"  deletion curves  {d['deletion_results']}",
-        f"  match results    {d['match_results']}",
+        f"  match results    {d['match_results']} ({d['match_queries']} retrieval queries, "
+        f"{d['match_explanations']} match explanations)",
         f"  classes          {len(d['classes'])}{_first(d['classes'])}",
         f"  config           {json.dumps(d['config'], ensure_ascii=False)}",
         f"  versions         {', '.join(f'{k} {v}' for k, v in d['versions'].items())}",

@@ -67,6 +67,12 @@ def _match(args: argparse.Namespace) -> int:
             print(f"    {c.name}: {c.accuracy[1]:.2f} of {c.n_queries}{conf}")
     if args.json:
         _write_json(args.json, res.to_dict(include_neighbors=True))
+    if args.db:
+        from prodlens.store import Store, save_retrieval
+
+        with Store.open(args.db) as store:
+            n = save_retrieval(store, args.run, res, ds)
+            print(f"stored {n} queries' matches in run {args.run!r} of {store.where}")
     return 0
 
 
@@ -118,6 +124,12 @@ def _explain(args: argparse.Namespace) -> int:
     print(f"wrote {out}")
     if args.json:
         _write_json(args.json, e.to_dict(include_maps=not args.no_maps))
+    if args.db:
+        from prodlens.store import Store, save_match_explanation
+
+        with Store.open(args.db) as store:
+            save_match_explanation(store, args.run, e, r.query, r.match, classes=ds.classes.names)
+            print(f"stored the explanation in run {args.run!r} of {store.where}")
     return 0
 
 
@@ -134,13 +146,19 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True, embedding: bool = 
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _store_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--db", metavar="PATH", help=f"also store {what} in this results store (SQLite file or postgresql:// URL) for `prodlens app`")
+    p.add_argument("--run", default="match", help="run to store them in; created when new (default match)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(
         sub, "match",
         "Match query photos to a gallery by embedding similarity; report top-1/top-k accuracy overall and per class.",
-        "prodlens match work/grocery --gallery iconic --kind fused --embedding runs/match.pt --json runs/match.json",
+        "prodlens match work/grocery --gallery iconic --kind fused --embedding runs/match.pt --db runs/results.sqlite",
     )
     _common(p)
+    _store_args(p, "each query's top-k matches")
     p.add_argument("--queries", choices=("train", "val", "test"), default="val", help="split of query photos (default val)")
     p.add_argument("--index", choices=INDEXES, default="exact", help="exact (numpy) or a faiss index: flat, hnsw, ivf (needs faiss-cpu)")
     p.add_argument("-k", type=_positive_int, default=5, help="also report top-k (default 5)")
@@ -168,9 +186,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(
         sub, "match-explain",
         "Explain why a query matches a gallery item: saliency on the photo, shared OCR words, deletion faithfulness.",
-        "prodlens match-explain work/grocery val/Oatly-Oat-Milk_002 --embedding runs/match.pt --out runs/why.png",
+        "prodlens match-explain work/grocery val/Oatly-Oat-Milk_002 --embedding runs/match.pt --out runs/why.png "
+        "--db runs/results.sqlite",
     )
     _common(p)
+    _store_args(p, "the explanation")
     p.add_argument("query", help="query sample id, e.g. val/Oatly-Oat-Milk_002")
     p.add_argument("--match", metavar="ID", help="explain against this sample (default: the best match in --gallery); iconic/<class> for catalogue images")
     p.add_argument("--method", choices=("rise", "lime"), default="rise", help="saliency method (default rise)")

@@ -20,11 +20,13 @@ from prodlens.store.exceptions import (
     StoreNotFoundError,
 )
 from prodlens.store.export import export_run, run_to_dict
+from prodlens.store.match_runs import save_match_explanation, save_retrieval
 from prodlens.store.migrations import LATEST as SCHEMA_VERSION
 from prodlens.store.records import (
     DeletionResult,
     ExplanationSummary,
     GlobalFeature,
+    MatchQuery,
     MatchResult,
     Prediction,
     Run,
@@ -35,6 +37,7 @@ __all__ = [
     "DeletionResult",
     "ExplanationSummary",
     "GlobalFeature",
+    "MatchQuery",
     "MatchResult",
     "Prediction",
     "Run",
@@ -49,6 +52,8 @@ __all__ = [
     "export_run",
     "open_store",
     "run_to_dict",
+    "save_match_explanation",
+    "save_retrieval",
     "package_versions",
     "top_k",
 ]

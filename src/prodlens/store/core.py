@@ -26,9 +26,9 @@ from __future__ import annotations
 import difflib
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +55,8 @@ from sqlalchemy.pool import StaticPool
 from prodlens.data.types import ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.store import codec, schema
+from prodlens.store._util import chunks as _chunks
+from prodlens.store._util import now as _now
 from prodlens.store.exceptions import (
     RunExistsError,
     RunNotFoundError,
@@ -62,6 +64,7 @@ from prodlens.store.exceptions import (
     StoreError,
     StoreNotFoundError,
 )
+from prodlens.store.matching import MatchingTables
 from prodlens.store.migrations import LATEST, applied_versions, migrate
 from prodlens.store.records import (
     DeletionResult,
@@ -76,7 +79,6 @@ log = logging.getLogger(__name__)
 
 RunRef = int | str | Run
 OnConflict = Literal["replace", "ignore"]
-_CHUNK = 500
 
 #: Packages whose versions are recorded with each run (never imported, only looked up).
 VERSION_PACKAGES = (
@@ -98,15 +100,6 @@ def package_versions(names: Iterable[str] = VERSION_PACKAGES) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _chunks(seq: Sequence, n: int = _CHUNK) -> Iterator[Sequence]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
 
 #: Explanation fields with a column of their own; any other field goes to ``extra``.
@@ -140,6 +133,8 @@ class RunSummary:
     n_deletion_results: int
     n_match_results: int
     classes: tuple[str, ...]
+    n_match_queries: int = 0
+    n_match_explanations: int = 0
 
     @property
     def accuracy(self) -> float | None:
@@ -189,11 +184,13 @@ def _engine_for(target: str | Path) -> tuple[Engine, str, Path | None]:
     return engine, str(path), path.parent
 
 
-class Store:
+class Store(MatchingTables):
     """A results store. Open one with :meth:`Store.open`; close it with :meth:`close`
     (or use it as a context manager).
 
     Methods that take ``run`` accept the run's id, its name or a :class:`Run`.
+    Matching results (retrieval queries, match explanations) have their methods in
+    :class:`~prodlens.store.matching.MatchingTables`.
     """
 
     def __init__(self, engine: Engine, where: str, root: Path | None = None) -> None:
@@ -215,7 +212,7 @@ class Store:
         sample image paths are resolved against.
 
         >>> Store.open(":memory:").schema_version
-        1
+        2
         """
         if not create and "://" not in str(target) and str(target) != ":memory:":
             if not Path(target).expanduser().is_file():
@@ -462,7 +459,10 @@ class Store:
             n_glob = count(conn, schema.global_features)
             n_del = count(conn, schema.deletion_results)
             n_match = count(conn, schema.match_results)
-        return RunSummary(r, n_pred, n_correct, n_expl, n_expl_samples, n_glob, n_del, n_match, tuple(self.class_names(r)))
+            n_mq = count(conn, schema.match_queries)
+            n_mx = count(conn, schema.match_explanations)
+        return RunSummary(r, n_pred, n_correct, n_expl, n_expl_samples, n_glob, n_del, n_match,
+                          tuple(self.class_names(r)), n_mq, n_mx)
 
     # ------------------------------------------------------------------ samples
     def add_samples(self, samples: Iterable[ProductSample], *, on_conflict: OnConflict = "replace") -> int:

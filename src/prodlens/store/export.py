@@ -65,7 +65,8 @@ def run_to_dict(store: Store, run: RunRef, include_segments: bool = False) -> di
             "predictions": summary.n_predictions, "accuracy": summary.accuracy,
             "explanations": summary.n_explanations, "explained_samples": summary.n_explained_samples,
             "global_features": summary.n_global_features, "deletion_results": summary.n_deletion_results,
-            "match_results": summary.n_match_results,
+            "match_results": summary.n_match_results, "match_queries": summary.n_match_queries,
+            "match_explanations": summary.n_match_explanations,
         },
         "samples": [
             {"id": s.id, "image_path": str(s.image_path), "label": s.label, "split": s.split,
@@ -81,6 +82,12 @@ def run_to_dict(store: Store, run: RunRef, include_segments: bool = False) -> di
         "global_features": [asdict(g) for g in store.get_global_features(r)],
         "deletion_results": [asdict(d) for d in store.get_deletion_results(r)],
         "match_results": [asdict(m) for m in store.get_match_results(r)],
+        "match_queries": [
+            {"query_id": q.query_id, "label": q.label, "gallery_ids": list(q.gallery_ids), "scores": list(q.scores),
+             "gallery_labels": list(q.gallery_labels), "correct": q.correct, "hit_rank": q.hit_rank, "config": q.config}
+            for q in store.get_match_queries(r, latest_only=False)
+        ],
+        "match_explanations": [e.to_dict(include_maps=include_segments) for e in store.get_match_explanations(r)],
     }
 
 
@@ -106,7 +113,8 @@ def export_run(
       holding :func:`run_to_dict`;
     * ``csv``: ``out`` is a folder; files ``predictions.csv``, ``explanations.csv``
       (one row per explanation), ``features.csv`` (one row per feature weight),
-      ``global_features.csv`` and ``deletion_results.csv``.
+      ``global_features.csv``, ``deletion_results.csv`` and ``match_queries.csv`` (one
+      row per query and rank).
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
@@ -156,6 +164,13 @@ def export_run(
         ["model", "modality", "step", "accuracy", "n_samples", "config"],
         [[d.model, d.modality, s, a, len(d.sample_ids), codec.dumps(d.config)]
          for d in store.get_deletion_results(r) for s, a in zip(d.steps, d.accuracies, strict=True)],
+    ))
+    files.append(_write_csv(
+        out / "match_queries.csv",
+        ["query_id", "label", "rank", "gallery_id", "gallery_label", "score", "config"],
+        [[q.query_id, q.label, i + 1, g, lab, sc, codec.dumps(q.config)]
+         for q in store.get_match_queries(r, latest_only=False)
+         for i, (g, lab, sc) in enumerate(zip(q.gallery_ids, q.gallery_labels, q.scores, strict=True))],
     ))
     log.info("exported run %s to %d CSV files in %s", r.name, len(files), out)
     return files

@@ -12,7 +12,7 @@ Migration 1 therefore keeps its own frozen copy of the first tables.
 >>> from sqlalchemy import create_engine
 >>> engine = create_engine("sqlite://")
 >>> migrate(engine)
-[1]
+[1, 2]
 >>> migrate(engine)
 []
 """
@@ -158,8 +158,63 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_match_tables(conn: Connection) -> None:
+    """Frozen: per-query retrieval results and match explanations. Do not edit; add a migration."""
+    md = MetaData()
+    fk = {"ondelete": "CASCADE"}
+    Table("runs", md, Column("id", Integer, primary_key=True))
+    Table("samples", md, Column("id", String(300), primary_key=True))
+    Table(
+        "match_queries", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", Integer, ForeignKey("runs.id", **fk), nullable=False),
+        Column("query_id", String(300), ForeignKey("samples.id"), nullable=False),
+        Column("config_key", String(16), nullable=False),
+        Column("gallery_ids", Text, nullable=False),
+        Column("gallery_labels", Text, nullable=False),
+        Column("scores", Text, nullable=False),
+        Column("correct", Boolean),
+        Column("hit_rank", Integer),
+        Column("config", Text, nullable=False),
+        Column("created_at", String(40), nullable=False),
+        UniqueConstraint("run_id", "query_id", "config_key", name="uq_match_queries_key"),
+        Index("ix_match_queries_run_query", "run_id", "query_id"),
+    )
+    Table(
+        "match_explanations", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", Integer, ForeignKey("runs.id", **fk), nullable=False),
+        Column("query_id", String(300), ForeignKey("samples.id"), nullable=False),
+        Column("match_id", String(300), ForeignKey("samples.id"), nullable=False),
+        Column("config_key", String(16), nullable=False),
+        Column("similarity", Double, nullable=False),
+        Column("kind", String(40), nullable=False),
+        Column("method", String(40), nullable=False),
+        Column("saliency", LargeBinary),
+        Column("match_saliency", LargeBinary),
+        Column("words", Text, nullable=False),
+        Column("deletion", Text),
+        Column("word_deletion", Text),
+        Column("deletion_auc", Double),
+        Column("deletion_random_auc", Double),
+        Column("query_tokens", Text, nullable=False),
+        Column("match_tokens", Text, nullable=False),
+        Column("seed", Integer, nullable=False),
+        Column("seconds", Double, nullable=False),
+        Column("config", Text, nullable=False),
+        Column("created_at", String(40), nullable=False),
+        UniqueConstraint("run_id", "query_id", "match_id", "config_key", name="uq_match_explanations_key"),
+        Index("ix_match_explanations_run_query", "run_id", "query_id"),
+    )
+    for name in ("match_queries", "match_explanations"):
+        md.tables[name].create(conn)
+
+
 #: Every migration, in order. Append only.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial tables", _v1_initial),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial tables", _v1_initial),
+    Migration(2, "match queries and explanations", _v2_match_tables),
+)
 LATEST = MIGRATIONS[-1].version
 
 

@@ -124,6 +124,54 @@ class MatchResult:
 
 
 @dataclass(frozen=True)
+class MatchQuery:
+    """One query of a retrieval (product matching) run: its best gallery matches.
+
+    ``gallery_ids`` and ``scores`` (similarities) are best first. On write the store
+    fills ``gallery_labels`` and ``correct`` (is the best match of the query's class?)
+    from the samples table; on read ``label`` is the query's class. ``config`` says
+    how the retrieval was made (embedding, kind, gallery, ...).
+
+    >>> q = MatchQuery("q1", ("g7", "g2"), (0.91, 0.85), ("Arla-Milk", "Oatly-Oat-Milk"), label="Oatly-Oat-Milk")
+    >>> q.hit_rank, q.correct_at(1), q.correct_at(2)
+    (2, False, True)
+    """
+
+    query_id: str
+    gallery_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    gallery_labels: tuple[str | None, ...] = ()
+    label: str | None = None
+    config: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.gallery_ids) != len(self.scores):
+            raise ValueError(
+                f"match query {self.query_id!r}: {len(self.gallery_ids)} gallery ids but {len(self.scores)} scores; "
+                "give one score per gallery id"
+            )
+
+    @property
+    def hit_rank(self) -> int | None:
+        """1-based rank of the first match of the query's class (``None``: none in the top k)."""
+        if self.label is None:
+            return None
+        return next((i + 1 for i, lab in enumerate(self.gallery_labels) if lab == self.label), None)
+
+    @property
+    def correct(self) -> bool | None:
+        """Whether the best match has the query's class (``None`` without labels)."""
+        return self.correct_at(1)
+
+    def correct_at(self, k: int) -> bool | None:
+        """Whether one of the first ``k`` matches has the query's class."""
+        if self.label is None or not self.gallery_labels:
+            return None
+        rank = self.hit_rank
+        return rank is not None and rank <= k
+
+
+@dataclass(frozen=True)
 class ExplanationSummary:
     """An explanation row without its arrays: what lists and histograms need."""
 

@@ -145,5 +145,52 @@ match_results = Table(
     UniqueConstraint("run_id", "kind", "key", name="uq_match_results_key"),
 )
 
+match_queries = Table(
+    "match_queries",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", **_run_fk), nullable=False),
+    Column("query_id", String(300), ForeignKey("samples.id"), nullable=False),
+    Column("config_key", String(16), nullable=False),
+    Column("gallery_ids", Text, nullable=False),  # JSON, best first
+    Column("gallery_labels", Text, nullable=False),  # JSON
+    Column("scores", Text, nullable=False),  # JSON, exact floats
+    Column("correct", Boolean),  # best match of the query's class
+    Column("hit_rank", Integer),  # 1-based rank of the first match of its class, NULL = none
+    Column("config", Text, nullable=False),  # JSON
+    Column("created_at", String(40), nullable=False),
+    UniqueConstraint("run_id", "query_id", "config_key", name="uq_match_queries_key"),
+    Index("ix_match_queries_run_query", "run_id", "query_id"),
+)
+
+match_explanations = Table(
+    "match_explanations",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", **_run_fk), nullable=False),
+    Column("query_id", String(300), ForeignKey("samples.id"), nullable=False),
+    Column("match_id", String(300), ForeignKey("samples.id"), nullable=False),
+    Column("config_key", String(16), nullable=False),
+    Column("similarity", Double, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("method", String(40), nullable=False),
+    Column("saliency", LargeBinary),  # array blob (query photo), NULL for text-only embeddings
+    Column("match_saliency", LargeBinary),  # array blob (match photo), NULL when not computed
+    Column("words", Text, nullable=False),  # JSON: shared words with drops and in-box saliency
+    Column("deletion", Text),  # JSON curve
+    Column("word_deletion", Text),  # JSON curve
+    Column("deletion_auc", Double),
+    Column("deletion_random_auc", Double),
+    Column("query_tokens", Text, nullable=False),  # JSON, exact floats
+    Column("match_tokens", Text, nullable=False),  # JSON, exact floats
+    Column("seed", Integer, nullable=False),
+    Column("seconds", Double, nullable=False),
+    Column("config", Text, nullable=False),  # JSON
+    Column("created_at", String(40), nullable=False),
+    UniqueConstraint("run_id", "query_id", "match_id", "config_key", name="uq_match_explanations_key"),
+    Index("ix_match_explanations_run_query", "run_id", "query_id"),
+)
+
 #: Tables holding one run's results, children first (the order to delete in).
-RUN_TABLES = (match_results, deletion_results, global_features, explanations, predictions)
+RUN_TABLES = (match_explanations, match_queries, match_results, deletion_results, global_features, explanations,
+              predictions)
