@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from prodlens.data.images import load_image
 from prodlens.data.types import ClassList, OcrToken, ProductSample
 from prodlens.explain.evaluation import CachedEvaluator
+from prodlens.explain.factorised import FactorGrid, FactorisedSampler, GridSampler
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.interpretable import Fill, MultimodalInput, work_size
 from prodlens.explain.kernels import ExponentialKernel, Kernel
@@ -53,6 +54,7 @@ SAMPLERS: dict[str, Callable[[], Sampler]] = {
     "bernoulli": BernoulliSampler,
     "paired": PairedSampler,
     "orthogonal": OrthogonalSampler,
+    "factorised": FactorisedSampler,
 }
 
 
@@ -99,6 +101,11 @@ class MultimodalLime:
         rows) without; or ``"paired"`` or any :class:`~prodlens.explain.sampling.Sampler`.
         Every sampler draws each row from the same Bernoulli(0.5) distribution, so all
         estimate the same LIME weights; the structured ones with less noise per model call.
+        ``"factorised"`` or a :class:`~prodlens.explain.factorised.FactorisedSampler`
+        crosses ``n_image`` image masks with ``n_text`` text masks (at most ``2**T``):
+        ``n_image * n_text`` rows for ``n_image + n_text`` encoder passes, for fused models
+        exposing ``encode_images`` / ``encode_texts`` / ``predict_from_features``; its grid
+        is a fixed budget (``n_samples`` and early stopping do not apply).
     kernel, surrogate:
         Defaults are lime's: exponential kernel of width ``kernel_width`` on the cosine
         distance to the all-on row, weighted ridge with ``alpha`` (closed form).
@@ -182,7 +189,7 @@ class MultimodalLime:
         self.progress = progress
 
     # -- validation and defaults ----------------------------------------------------
-    def _parts(self) -> tuple[Segmenter, Sampler, Kernel, Surrogate, EarlyStopping | None]:
+    def _parts(self) -> tuple[Segmenter, Sampler | GridSampler, Kernel, Surrogate, EarlyStopping | None]:
         if not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 2:
             raise ValueError(f"n_samples must be an int >= 2 (the original plus perturbations), got {self.n_samples!r}")
         if self.batch_size < 1:
@@ -208,7 +215,7 @@ class MultimodalLime:
         sampler = self._sampler(stop)
         return seg, sampler, kernel, surrogate, stop
 
-    def _sampler(self, stop: EarlyStopping | None) -> Sampler:
+    def _sampler(self, stop: EarlyStopping | None) -> Sampler | GridSampler:
         spec = self.sampler
         if spec == "auto":
             spec = "orthogonal" if stop is not None else "bernoulli"
@@ -216,9 +223,27 @@ class MultimodalLime:
             if spec not in SAMPLERS:
                 raise ValueError(f"sampler must be 'auto', one of {tuple(SAMPLERS)} or a Sampler, got {spec!r}")
             return SAMPLERS[spec]()
-        if not callable(getattr(spec, "sample", None)):
-            raise ValueError(f"sampler must be 'auto', one of {tuple(SAMPLERS)} or a Sampler, got {spec!r}")
+        if not (callable(getattr(spec, "sample", None)) or callable(getattr(spec, "grid", None))):
+            raise ValueError(f"sampler must be 'auto', one of {tuple(SAMPLERS)}, a Sampler or a GridSampler, got {spec!r}")
         return spec
+
+    @staticmethod
+    def _rows(sampler: Sampler | GridSampler, classifier: object, x: MultimodalInput, n_samples: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, FactorGrid | None, bool]:
+        """The run's on/off rows (row 0 the unperturbed input), the grid of a factorised run,
+        and whether the rows are a fixed budget (a grid or its joint fallback: no early stop)."""
+        if isinstance(sampler, GridSampler):
+            if not isinstance(sampler, FactorisedSampler) or sampler.check(classifier):
+                grid = sampler.grid(x.n_superpixels, x.n_tokens, rng)
+                return grid.rows(), grid, True
+            log.info("%s has no per-modality encoders: %d joint rows instead of a factorised grid",
+                     type(classifier).__name__, sampler.encoder_budget)
+            sampler, n_samples, fixed = sampler.joint_sampler, sampler.encoder_budget, True
+        else:
+            fixed = False
+        # the sampler's rows follow row 0, so chunks of an even size keep a paired sampler's pairs whole
+        rows = np.vstack([np.ones((1, x.n_features), bool), sampler.sample(n_samples - 1, x.n_features, rng).astype(bool)])
+        return rows, None, fixed
 
     def _work_size(self, classifier: object, shape: tuple[int, ...]) -> tuple[int, int]:
         if self.resolution is None:
@@ -280,18 +305,18 @@ class MultimodalLime:
         segments = seg_fn(image) if segments is None else relabel_contiguous(segments)
         size = self._work_size(classifier, image.shape)
         x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=size)
-        F = x.n_features
         log.info("explaining %s: %d superpixels + %d tokens, perturbed at %dx%d",
                  sid, x.n_superpixels, x.n_tokens, size[1], size[0])
 
         rng = np.random.default_rng(self.seed)
-        # row 0 is the unperturbed input; the sampler's rows follow, so chunks of an even
-        # size keep a paired sampler's pairs whole
-        rows = np.vstack([np.ones((1, F), bool), sampler.sample(int(self.n_samples) - 1, F, rng).astype(bool)])
+        rows, grid, fixed = self._rows(sampler, classifier, x, int(self.n_samples), rng)
+        if fixed:
+            stop = None
+        n_total = len(rows)
         weights = kernel(rows)
 
         device = getattr(classifier, "device", None) if getattr(classifier, "accepts_tensors", False) else None
-        bar = tqdm(total=int(self.n_samples), desc=f"explain {sid}", unit="row", disable=None if self.progress is None else not self.progress, leave=False)
+        bar = tqdm(total=n_total, desc=f"explain {sid}", unit="row", disable=None if self.progress is None else not self.progress, leave=False)
         ev = CachedEvaluator(classifier, x, batch_size=self.batch_size, cache=self.cache, device=device, progress=bar.update)
         try:
             probs0 = ev(rows[:1])[0]
@@ -311,12 +336,12 @@ class MultimodalLime:
             n_done = 1
             fit = None
             history: list[np.ndarray] = []
-            chunk = stop.chunk_size if stop is not None else int(self.n_samples)
-            while n_done < self.n_samples and fit is None:
-                end = min(n_done + chunk, int(self.n_samples))
+            chunk = stop.chunk_size if stop is not None else n_total
+            while n_done < n_total and fit is None:
+                end = min(n_done + chunk, n_total)
                 ys.append(ev(rows[n_done:end])[:, tgt])
                 n_done = end
-                if stop is not None and n_done < self.n_samples:
+                if stop is not None and n_done < n_total:
                     refit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
                     history.append(refit.coef)
                     if stop.should_stop(history, n_done):
@@ -338,12 +363,14 @@ class MultimodalLime:
             "kernel": _describe(kernel),
             "surrogate": _describe(surrogate),
             "early_stop": _describe(stop) if stop is not None else False,
-            "max_samples": int(self.n_samples),
+            "max_samples": n_total,
             "stopped_early": stopped_early,
             "batch_size": self.batch_size,
             "work_size": [int(size[0]), int(size[1])],
             **stats,
         }
+        if grid is not None:
+            config["factorised"] = {"n_image": grid.n_image, "n_text": grid.n_text}
         exps = tuple(
             Explanation(
                 sample_id=sid,
