@@ -1,7 +1,7 @@
 """Factorised vs joint multimodal sampling on real GroceryStore photos, real OCR, trained fusion heads.
 
 Not a test. Trains small ``concat`` and ``embracenet`` heads (fast CPU mode: frozen
-EfficientNet-Lite0 + MiniLM, cached features, ``--per-class`` photos of each of the 31
+EfficientNet-Lite0 at ``--input-size`` px + MiniLM, cached features, ``--per-class`` photos of each of the 31
 package classes from train, 2 views), then explains ``--photos`` val photos with:
 
 * ``joint-2000`` (seed 0): plain LIME, 2000 independent Bernoulli rows, one fit: the reference;
@@ -101,10 +101,10 @@ def trained(name: str, train, args: argparse.Namespace):
     from prodlens.models.checkpoint import load_classifier, save_checkpoint
     from prodlens.train import TrainConfig, Trainer
 
-    path = RUNS / f"{name}_pc{args.per_class}_v{args.views}.pt"
+    path = RUNS / f"{name}_pc{args.per_class}_v{args.views}_px{args.input_size}.pt"
     if not path.is_file():
         t0 = time.perf_counter()
-        tr = Trainer(name, config=TrainConfig(mode="fast", views=args.views, seed=0, feature_cache=str(FEATURES)),
+        tr = Trainer(name, backbone_cfg={"input_size": args.input_size}, config=TrainConfig(mode="fast", views=args.views, seed=0, feature_cache=str(FEATURES)),
                      progress=False).fit(train)
         save_checkpoint(tr.classifier_, path, metrics=tr.metrics_, train_config=tr.config_.to_dict())
         log.info("trained %s in %.0fs: holdout top-1 %.3f", name, time.perf_counter() - t0, tr.metrics_["val_top1"])
@@ -147,14 +147,14 @@ class SharedEncoders:
 
 
 # -- one photo ------------------------------------------------------------------------------
-def methods(budgets: list[int]) -> dict[str, dict]:
-    """Explainer settings per method name."""
+def methods(budgets: list[int], reference: int = 2000) -> dict[str, dict]:
+    """Explainer settings per method name; the first is the reference."""
     from prodlens.explain import FactorisedSampler
 
     out = {
-        "joint-2000": {"n_samples": 2000, "sampler": "bernoulli", "early_stop": False, "seed": 0},
-        "joint-2000 seed 1": {"n_samples": 2000, "sampler": "bernoulli", "early_stop": False, "seed": 1},
-        "default (orthogonal + early stop)": {"n_samples": 2000, "seed": 0},
+        f"joint-{reference}": {"n_samples": reference, "sampler": "bernoulli", "early_stop": False, "seed": 0},
+        f"joint-{reference} seed 1": {"n_samples": reference, "sampler": "bernoulli", "early_stop": False, "seed": 1},
+        "default (orthogonal + early stop)": {"n_samples": reference, "sampler": "orthogonal", "seed": 0},
     }
     for b in budgets:
         out[f"joint-{b}"] = {"n_samples": b, "sampler": "orthogonal", "early_stop": False, "seed": 0}
@@ -188,7 +188,7 @@ def explain_photo(sample, models: dict, args: argparse.Namespace) -> dict:
         rows: dict[str, dict] = {}
         weights: dict[str, np.ndarray] = {}
         target = None
-        for name, cfg in methods(args.budgets).items():
+        for name, cfg in methods(args.budgets, args.reference).items():
             model = SharedEncoders(clf, store, replay=mi > 0)
             lime = MultimodalLime(**cfg, batch_size=args.batch_size, progress=False)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -207,7 +207,7 @@ def explain_photo(sample, models: dict, args: argparse.Namespace) -> dict:
         deleter = SharedEncoders(clf, store, replay=True)
         x = MultimodalInput(image, segments, tokens, size=MultimodalLime()._work_size(deleter, image.shape))
         S = x.n_superpixels
-        ref = weights["joint-2000"]
+        ref = weights[f"joint-{args.reference}"]
         for name, r in rows.items():
             w = weights[name]
             r["top10_overlap"] = top_overlap(w, ref, 10)
@@ -240,7 +240,7 @@ def summarise(photos: list[dict], names: list[str]) -> dict:
 def markdown(summary: dict) -> str:
     lines = []
     for mname, rows in summary.items():
-        lines += [f"\n**{mname}** (means over photos; fidelity vs joint-2000 seed 0)\n",
+        lines += [f"\n**{mname}** (means over photos; fidelity vs the joint reference, seed 0)\n",
                   "| method | rows | image + text passes | seconds | top-10 overlap | Spearman | Spearman (words) | R^2 | deletion AUC |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, s in rows.items():
@@ -267,9 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=int, default=5, help="val photos to explain (those with >= 1 OCR word)")
     ap.add_argument("--budgets", type=int, nargs="+", default=[256, 512], help="image-encoder budgets B")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--reference", type=int, default=2000, help="rows of the joint reference (and its seed-1 twin)")
     ap.add_argument("--segments", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--input-size", type=int, default=128,
+                    help="image backbone input side (128 keeps two 2000-row references per photo within CPU minutes)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (2 threads on a loaded 2-core box is slower)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = []
     for s in photos_s:
         photos.append(explain_photo(s, models, args))
-    names = list(methods(args.budgets))
+    names = list(methods(args.budgets, args.reference))
     summary = summarise(photos, names)
     table = markdown(summary)
     load1 = os.getloadavg()
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "setup": {
             "dataset": "GroceryStoreDataset package classes (31); heads fast-trained on "
                        f"{len(train.samples)} train photos ({args.per_class}/class, {args.views} views, frozen "
-                       "efficientnet_lite0 + minilm), explained photos from val",
+                       f"efficientnet_lite0 at {args.input_size} px + minilm), explained photos from val",
             "ocr": "RapidOCR 1.4.4 words, min score 0.5 (prodlens.ocr.runner, cached)",
             "segments": args.segments, "budgets": args.budgets, "n_text": N_TEXT, "batch_size": args.batch_size,
             "deletion_ks": list(DELETION_KS),

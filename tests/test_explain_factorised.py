@@ -178,3 +178,18 @@ def test_masks_are_fair_coins_and_exhaustive_when_few():
 def test_sampler_validates(kw, match):
     with pytest.raises(ValueError, match=match):
         FactorisedSampler(**kw)
+
+
+def test_default_is_factorised_only_for_fused_models_with_words(photo):
+    image, tokens = photo
+    fused = LinearFused(image)
+    auto = MultimodalLime(n_samples=100, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID}, progress=False)
+    res = auto.explain(fused, image=image, tokens=tokens)
+    assert res.predicted_explanation.config["factorised"] == {"n_image": 100, "n_text": 16}  # min(512, n_samples)
+    assert fused.image_encodes == 100 and res.n_samples == 1600
+    for model, toks in ((PlainCallable(LinearFused(image)), tokens), (LinearFused(image), ())):
+        cfg = auto.explain(model, image=image, tokens=toks).predicted_explanation.config
+        assert "factorised" not in cfg and cfg["sampler"].startswith("OrthogonalSampler")
+    auto.early_stop = False  # plain LIME stays plain LIME
+    cfg = auto.explain(LinearFused(image), image=image, tokens=tokens).predicted_explanation.config
+    assert "factorised" not in cfg and cfg["sampler"].startswith("BernoulliSampler")
