@@ -6,7 +6,8 @@ package classes from train, 2 views), then explains ``--photos`` val photos with
 
 * ``joint-2000`` (seed 0): plain LIME, 2000 independent Bernoulli rows, one fit: the reference;
 * ``joint-2000 seed 1``: the same with another seed — the **noise floor**;
-* ``default``: prodlens' current default (orthogonal rows + early stopping, cap 2000);
+* ``default (orthogonal + early stop)``: prodlens' default before factorised sampling
+  (``sampler="orthogonal"`` + early stopping, cap 2000);
 * for every budget ``B`` in ``--budgets``: ``joint-B`` (orthogonal rows, fixed B) and
   ``factorised-B`` (``FactorisedSampler(n_image=B, n_text=64)``: B image masks crossed
   with min(64, 2**T) text masks), i.e. equal image-encoder passes;
