@@ -60,8 +60,9 @@ AUTO_FACTOR = 2
 AUTO_FACTORISED_IMAGES = 512
 AUTO_FACTORISED_TEXTS = 64
 
-#: Named samplers; ``"auto"`` is ``"orthogonal"`` with early stopping, ``"bernoulli"`` without.
-SAMPLERS: dict[str, Callable[[], Sampler]] = {
+#: Named samplers; ``"auto"`` is ``"orthogonal"`` with early stopping (``"factorised"`` for fused
+#: models and samples with OCR words, see ``AUTO_FACTORISED_IMAGES``), ``"bernoulli"`` without.
+SAMPLERS: dict[str, Callable[[], Sampler | GridSampler]] = {
     "bernoulli": BernoulliSampler,
     "paired": PairedSampler,
     "orthogonal": OrthogonalSampler,
