@@ -258,7 +258,7 @@ def test_explain_needs_an_input(toy):
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"resolution": "full"}, "resolution must be 'auto', 'model', None or a positive int"),
         ({"early_stop": "yes"}, "early_stop must be True, False or an EarlyStopping"),
-        ({"sampler": "sobol"}, r"sampler must be 'auto', one of \('bernoulli', 'paired', 'orthogonal'\)"),
+        ({"sampler": "sobol"}, r"sampler must be 'auto', one of \('bernoulli', 'paired', 'orthogonal', 'factorised'\)"),
         ({"fill": "white"}, r"fill must be one of \('mean', 'black', 'blur'\)"),
     ],
 )

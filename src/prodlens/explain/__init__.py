@@ -7,6 +7,14 @@
 
 from prodlens.explain.evaluation import CachedEvaluator, has_feature_path
 from prodlens.explain.explanation import Explanation
+from prodlens.explain.factorised import (
+    FactorGrid,
+    FactorisedSampler,
+    FactorisedSamplingError,
+    GridSampler,
+    all_masks,
+    distinct_masks,
+)
 from prodlens.explain.interpretable import FILLS, ModelInputs, MultimodalInput, fill_image
 from prodlens.explain.kernels import ExponentialKernel, Kernel, cosine_distance_to_ones
 from prodlens.explain.lime import MultimodalLime, explain_sample, model_input_size
@@ -29,8 +37,12 @@ __all__ = [
     "EarlyStopping",
     "Explanation",
     "ExponentialKernel",
+    "FactorGrid",
+    "FactorisedSampler",
+    "FactorisedSamplingError",
     "FILLS",
     "FunctionSegmenter",
+    "GridSampler",
     "GridSegmenter",
     "Kernel",
     "ModelInputs",
@@ -45,7 +57,9 @@ __all__ = [
     "SlicSegmenter",
     "Surrogate",
     "SurrogateFit",
+    "all_masks",
     "cosine_distance_to_ones",
+    "distinct_masks",
     "explain_sample",
     "fill_image",
     "has_feature_path",
