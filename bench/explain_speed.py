@@ -142,7 +142,7 @@ def run_lime(clf, image, segments, n, seed, target, batch):
     exp = explainer.explain_instance(
         image, lambda imgs: clf.predict_proba(list(imgs)), labels=(target,), top_labels=None,
         num_features=100000, num_samples=n, batch_size=batch, segmentation_fn=lambda im: segments,
-        hide_color=None, random_seed=seed, progress_bar=False,
+        hide_color=None, random_seed=seed,
     )
     sec, cpu = time.perf_counter() - t, time.process_time() - c
     w = np.zeros(int(segments.max()) + 1)

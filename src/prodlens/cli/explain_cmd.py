@@ -127,6 +127,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segments", type=int, default=100, help="SLIC superpixels to aim for (default 100)")
     p.add_argument("--fill", choices=["mean", "black", "blur"], default="mean", help="what replaces an off superpixel")
     p.add_argument("--runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
-                   help="image network runtime: auto = ONNX Runtime on the CPU (same outputs, 3-4x cheaper), else PyTorch")
+                   help="image network runtime: auto = ONNX Runtime on the CPU (same outputs, ~1.8x cheaper), else PyTorch")
     p.add_argument("--out", required=True, help="folder for the PNGs and the JSON")
     p.set_defaults(func=_explain)

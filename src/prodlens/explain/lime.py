@@ -149,7 +149,7 @@ class MultimodalLime:
         ``"auto"`` (default): a prodlens classifier whose runtime was never chosen
         (:meth:`~prodlens.models.classifier.ProductClassifier.use_runtime`) is switched
         to ONNX Runtime for its image backbone when it runs on the CPU — the same
-        features within float rounding at 3-4x less CPU time per perturbed image
+        features within float rounding at ~1.8x less time per perturbed image on an idle CPU
         (:mod:`prodlens.models.runtime`). ``"torch"`` leaves the classifier alone;
         ``"onnxruntime"`` insists. Other classifiers are never touched.
     seed:

@@ -120,7 +120,7 @@ class TorchClassifier(_ImageTextInputs):
     is given, the text embeddings as a second argument. ``runtime="onnxruntime"``
     (or ``"auto"``: on the CPU when installed) runs an image-only module on ONNX
     Runtime instead, exported once and checked against PyTorch
-    (:mod:`prodlens.models.runtime`): same outputs, a fraction of the CPU time.
+    (:mod:`prodlens.models.runtime`): same outputs, about half the CPU time.
     ``None`` (default) starts on PyTorch and lets the explainer's ``runtime="auto"``
     switch it; ``"torch"`` pins PyTorch.
 

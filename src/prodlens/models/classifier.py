@@ -91,7 +91,7 @@ class ProductClassifier(nn.Module):
         """Run the image backbone with ``"torch"``, ``"onnxruntime"`` or ``"auto"``; returns ``self``.
 
         ONNX Runtime computes the same features (checked on a probe batch when the
-        backbone is exported; see :mod:`prodlens.models.runtime`) with 3-4x less CPU
+        backbone is exported; see :mod:`prodlens.models.runtime`) with ~1.8x less CPU
         time per image, which is most of an explanation's cost. It snapshots the
         backbone's current weights: call it again after changing them. ``"auto"``
         uses ONNX Runtime on the CPU when installed; if the export or its check fails

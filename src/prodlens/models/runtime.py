@@ -4,9 +4,10 @@ Explaining one photo costs hundreds to thousands of forward passes of the image
 network, and on a CPU almost all of an explanation's time is spent there. PyTorch's
 eager CPU path runs EfficientNet-Lite's batch norms, ReLU6 and TF "same" padding as
 separate kernels; ONNX Runtime folds them into the convolutions and fuses the rest.
-On the 2-core benchmark machine that is about 3-4x less time per image for
-``tf_efficientnet_lite0`` at 256 px, with outputs equal to PyTorch's within float
-rounding (max abs difference ~1e-5 on logits; see ``bench/explain_speed.py``).
+On the idle 2-core benchmark machine that is 1.8x less time per image for
+``tf_efficientnet_lite0`` at 256 px (25.7 vs 46.5 ms, batch 8; about 2x when the CPU
+is shared with other jobs), with outputs equal to PyTorch's within float rounding (max
+abs difference ~1e-5 on logits; see ``bench/explain_speed.py``).
 
 :func:`onnx_image_runner` exports a ``(B, 3, S, S) -> (B, D)`` module once (cached on
 disk by a digest of its weights, input size and torch version), checks the exported

@@ -184,8 +184,8 @@ def image_features(
     Cached vectors are reused; missing ones are computed and cached. A concatenated
     backbone caches each part separately. ``runtime`` (``"auto"``, ``"torch"``,
     ``"onnxruntime"``; see :mod:`prodlens.models.runtime`) runs the backbone on ONNX
-    Runtime on the CPU by default: the same features within float rounding, in a
-    third of the time.
+    Runtime on the CPU by default: the same features within float rounding, in about
+    half the time.
 
     >>> from prodlens.models.image_backbones import build_image_backbone  # doctest: +SKIP
     >>> image_features(build_image_backbone("efficientnet_lite0"), ds.samples, (0, 1, 2)).shape  # doctest: +SKIP
