@@ -103,8 +103,11 @@ def run_demo(
         results.append(lime.explain(clf, s, true_label=s.label))
     per = (time.perf_counter() - t_explain) / max(len(chosen), 1)
     rows = [r.n_samples for r in results]
+    passes = [r.stats.get("n_image_encodes", 0) + r.stats.get("n_text_encodes", 0) for r in results]
+    samplers = sorted({str(e.config.get("sampler", "")).split("(")[0] for r in results for e in r.explanations})
     _step(4, total, f"explained {len(results)} val photos with multimodal LIME: {per:.1f} s each, "
-          f"{int(np.mean(rows)) if rows else 0} perturbations on average (early stop, cap {max_samples})")
+          f"{int(np.mean(rows)) if rows else 0} surrogate rows from {int(np.mean(passes)) if passes else 0} encoder "
+          f"passes on average ({', '.join(samplers) or '-'}, at most {max_samples} image masks)")
     for r in results:
         e = r.predicted_explanation
         words = [e.tokens[i - e.n_superpixels].text for i in e.top_features(10, positive_only=True) if i >= e.n_superpixels]
