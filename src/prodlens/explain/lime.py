@@ -221,8 +221,10 @@ class MultimodalLime:
             raise ValueError(f"n_samples must be an int >= 2 (the original plus perturbations), got {self.n_samples!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.runtime not in ("auto", "torch", "onnxruntime"):
-            raise ValueError(f"runtime must be 'auto', 'torch' or 'onnxruntime', got {self.runtime!r}")
+        from prodlens.models.runtime import RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         if not (self.resolution is None or self.resolution in ("auto", "model")
                 or (isinstance(self.resolution, int) and self.resolution > 0)):
             raise ValueError(f"resolution must be 'auto', 'model', None or a positive int, got {self.resolution!r}")

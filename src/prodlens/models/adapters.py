@@ -148,23 +148,17 @@ class TorchClassifier(_ImageTextInputs):
         ``"auto"`` keeps PyTorch when the export or its check fails, or when the module
         also reads text; ``"onnxruntime"`` raises then.
         """
-        from prodlens.models.runtime import RuntimeUnavailableError, onnx_image_runner, resolve_runtime
+        from prodlens.models.runtime import image_runner_for, resolve_runtime
 
         chosen = resolve_runtime(runtime, self.device)
         self.runtime_choice = runtime
         self.runner = None
-        if chosen != "onnxruntime":
-            return self
-        if self.text_backbone is not None:
+        if chosen == "onnxruntime" and self.text_backbone is not None:
             if runtime == "onnxruntime":
                 raise ValueError("runtime='onnxruntime' supports image-only modules (one input); "
                                  "for a module with a text input use runtime='torch' or export it and pass the .onnx path")
             return self
-        try:
-            self.runner = onnx_image_runner(self.module, self.preprocess.input_size)
-        except RuntimeUnavailableError:
-            if runtime == "onnxruntime":
-                raise
+        self.runner = image_runner_for(self.module, self.preprocess.input_size, runtime, self.device)
         return self
 
     @property

@@ -101,19 +101,14 @@ class ProductClassifier(nn.Module):
         >>> clf.use_runtime("torch").runtime
         'torch'
         """
-        from prodlens.models.runtime import RuntimeUnavailableError, onnx_image_runner, resolve_runtime
+        from prodlens.models.runtime import image_runner_for, resolve_runtime
 
-        chosen = resolve_runtime(runtime, self.device)
+        resolve_runtime(runtime, self.device)  # validates, even for a text-only model
         self.runtime_choice = runtime
         self._image_runner = None
-        if chosen == "torch" or self.image_backbone is None:
-            return self
-        try:
-            self._image_runner = onnx_image_runner(self.image_backbone.eval(), self.image_backbone.preprocess.input_size)
-        except RuntimeUnavailableError as e:
-            if strict or runtime == "onnxruntime":
-                raise
-            log.warning("%s", e)
+        if self.image_backbone is not None:
+            self._image_runner = image_runner_for(self.image_backbone, self.image_backbone.preprocess.input_size,
+                                                  runtime, self.device, strict=strict)
         return self
 
     # -- properties -----------------------------------------------------------------

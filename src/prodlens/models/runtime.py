@@ -107,6 +107,29 @@ def _export(module: nn.Module, input_size: int) -> bytes:
     return buf.getvalue()
 
 
+def image_runner_for(
+    module: nn.Module, input_size: int, runtime: str, device: str | torch.device = "cpu", *, strict: bool = False,
+) -> OnnxImageRunner | None:
+    """The ONNX Runtime stand-in for ``module`` that ``runtime`` asks for on ``device``,
+    or ``None`` where PyTorch runs it.
+
+    ``"auto"`` keeps PyTorch when the export or its check fails, with a warning;
+    ``"onnxruntime"`` (or ``strict=True``) raises :class:`RuntimeUnavailableError` then.
+
+    >>> image_runner_for(nn.Identity(), 8, "torch") is None
+    True
+    """
+    if resolve_runtime(runtime, device) != "onnxruntime":
+        return None
+    try:
+        return onnx_image_runner(module.eval(), input_size)
+    except RuntimeUnavailableError as e:
+        if strict or runtime == "onnxruntime":
+            raise
+        log.warning("%s", e)
+        return None
+
+
 class OnnxImageRunner:
     """An ONNX Runtime session standing in for an image module: ``runner(x) -> features``.
 

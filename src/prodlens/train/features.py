@@ -105,15 +105,11 @@ def make_view(img: np.ndarray, view: int, sha: str, aug: AugmentConfig, seed: in
 
 def _feature_fn(backbone: ImageBackbone, device: torch.device, runtime: str):
     """``x -> features`` with ONNX Runtime where ``runtime`` resolves to it, else PyTorch."""
-    from prodlens.models.runtime import RuntimeUnavailableError, onnx_image_runner, resolve_runtime
+    from prodlens.models.runtime import image_runner_for
 
-    if resolve_runtime(runtime, device) == "onnxruntime":
-        try:
-            return onnx_image_runner(backbone, backbone.preprocess.input_size)
-        except RuntimeUnavailableError as e:
-            if runtime == "onnxruntime":
-                raise
-            log.warning("%s", e)
+    runner = image_runner_for(backbone, backbone.preprocess.input_size, runtime, device)
+    if runner is not None:
+        return runner
 
     def torch_fn(x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
