@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from prodlens._names import safe_filename
 from prodlens.cli._common import add_parser
 from prodlens.errors import ProdlensError
 
@@ -78,7 +79,7 @@ def run_explain(
     pngs = {}
     for e in result.explanations:
         pngs[e.target_name] = {k: str(p) for k, p in save_pngs(image, e, out).items()}
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)
+    safe = safe_filename(sample_id)
     json_path = out / f"{safe}.json"
     with atomic_write(json_path, "w") as f:
         json.dump(result.to_dict(), f)

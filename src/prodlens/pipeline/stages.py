@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from prodlens._atomic import atomic_write
+from prodlens._names import safe_filename
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import ProductSample
 from prodlens.errors import BadInputError
@@ -116,7 +117,7 @@ def item_file(folder: Path, sample_id: str) -> Path:
     >>> item_file(Path("e"), "val/Oatly_001").name
     'val_Oatly_001-8814293d.json'
     """
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)
+    safe = safe_filename(sample_id)
     return folder / f"{safe}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}.json"
 
 

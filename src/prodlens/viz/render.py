@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from prodlens._names import safe_filename
 from prodlens.explain.explanation import Explanation
 from prodlens.viz.colormap import jet
 from prodlens.viz.scores import JointScores, joint_scores
@@ -227,7 +228,7 @@ def save_pngs(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = prefix or f"{explanation.sample_id}_{explanation.target_name}"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in prefix)
+    safe = safe_filename(prefix)
     panels = render_explanation(image, explanation, threshold, alpha)
     paths: dict[str, Path] = {}
     for kind, arr in panels.as_dict().items():
