@@ -90,7 +90,9 @@ def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dic
         name = model if text_backbone == "minilm" or model == "image" else f"{model}@{text_backbone}"
         t0 = time.perf_counter()
         cfg = TrainConfig(views=args.views, seed=args.seed, feature_cache=args.feature_cache,
-                          batch_size=args.batch_size, lr=args.lr, patience=args.patience)
+                          batch_size=args.batch_size, lr=args.lr, patience=args.patience, epochs=args.epochs,
+                          label_smoothing=args.label_smoothing, schedule=args.schedule,
+                          train_blocks=args.train_blocks, tail_lr_scale=args.tail_lr_scale)
         tr = Trainer(model, image_backbone=args.image_backbone, text_backbone=text_backbone, head_cfg=head_opts.get(model), config=cfg, progress=False)
         tr.fit(train, val if args.select == "val" else None)
         clf = tr.classifier_
@@ -104,21 +106,22 @@ def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dic
                    selection_top1=round(tr.metrics_["val_top1"], 4), seconds=round(time.perf_counter() - t0, 1))
         path = Path(args.runs) / setting / f"{name}.pt"
         save_checkpoint(clf, path, metrics={**tr.metrics_, "eval_val_top1": row["top1"], "eval_val_top5": row["top5"]},
-                        train_config=tr.config_.to_dict())
+                        train_config=tr.config_.to_dict(), include_backbones=args.train_blocks > 0)
         row["checkpoint"] = str(path)
         row["checkpoint_mb"] = round(path.stat().st_size / 1e6, 2)
         rows[name] = row
         log.info("%s %s: %s", setting, name, row)
     suffix = "" if args.select == "val" else " (train-fold selection)"
-    if args.image_backbone != "efficientnet_lite0":
-        suffix += f" [{args.image_backbone}, {args.views} views]"
+    if args.image_backbone != "efficientnet_lite0" or args.train_blocks:
+        tb = f", last {args.train_blocks} block(s) trained" if args.train_blocks else ""
+        suffix += f" [{args.image_backbone}, {args.views} views{tb}]"
     return f"{setting}/val{suffix}", rows, missing
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/datasets/GroceryStoreDataset/dataset")
-    ap.add_argument("--ocr-cache", default="/work/cache/ocr")
+    ap.add_argument("--ocr-cache", default=str(Path("~/.cache/prodlens/ocr").expanduser()))
     ap.add_argument("--feature-cache", default=str(Path("~/.cache/prodlens/features").expanduser()))
     ap.add_argument("--runs", default="runs/model_accuracy", help="folder for the trained checkpoints")
     ap.add_argument("--out", default="bench/results/model_accuracy.json")
@@ -135,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None, help="head batch size (fast-mode default 64)")
     ap.add_argument("--lr", type=float, default=None, help="head learning rate (fast-mode default 1e-3)")
     ap.add_argument("--patience", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None, help="max epochs over all views (fast-mode default 100)")
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    ap.add_argument("--train-blocks", type=int, default=0,
+                    help="also train the image backbone's last N blocks on cached trunk maps (0: heads only)")
+    ap.add_argument("--tail-lr-scale", type=float, default=0.3)
     ap.add_argument("--jobs", type=int, default=1, help="label sets trained in parallel processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
@@ -171,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         out = Path(args.out)
         command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/model_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        setup = {"mode": "fast (frozen backbones, heads only)", "image_backbone": args.image_backbone,
+        mode = (f"fast (frozen trunk, last {args.train_blocks} image block(s) + heads trained)" if args.train_blocks
+                else "fast (frozen backbones, heads only)")
+        setup = {"mode": mode, "image_backbone": args.image_backbone, "train_blocks": args.train_blocks,
+                 "tail_lr_scale": args.tail_lr_scale, "schedule": args.schedule, "label_smoothing": args.label_smoothing,
+                 "epochs": args.epochs,
                  "text_backbones": args.text_backbones, "views": args.views, "selection": args.select, "seed": args.seed,
                  "batch_size": args.batch_size or 64, "lr": args.lr or 1e-3, "patience": args.patience or 15,
                  "head_opts": head_opts, "ocr_missing": missing}

@@ -171,6 +171,58 @@ def test_concatenated_backbones():
         build_image_backbone("efficientnet_lite0+resnet50", pretrained=False, input_size=32)
 
 
+@pytest.mark.parametrize("name,n_blocks", [("efficientnet_lite0", 16), ("resnet50", 16)])
+def test_backbone_split_is_the_same_function(name, n_blocks):
+    bb = create_model(name, pretrained=False, input_size=64).eval()
+    assert len(bb.blocks()) == n_blocks
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32))
+    with torch.inference_mode():
+        want = bb.forward_features(x)
+        for k in (1, 3, n_blocks):
+            trunk, tail = bb.split(k)
+            torch.testing.assert_close(tail(trunk(x)), want, rtol=1e-4, atol=1e-5)
+    trunk, tail = bb.split(2)
+    # the two halves share the backbone's parameters and do not overlap
+    ids = {id(p) for p in bb.parameters()}
+    t_ids, h_ids = {id(p) for p in trunk.parameters()}, {id(p) for p in tail.parameters()}
+    assert t_ids | h_ids == ids and not t_ids & h_ids
+    for bad in (0, n_blocks + 1):
+        with pytest.raises(ValueError, match=f"train_blocks must be in 1..{n_blocks}"):
+            bb.split(bad)
+
+
+def test_concatenated_backbones_split_part_by_part():
+    from prodlens.models.image_backbones import build_image_backbone
+
+    bb = build_image_backbone("efficientnet_lite0+efficientnet_lite0", pretrained=False, input_size=32).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        bb.parts[1].net.conv_head.weight.normal_()  # the parts must not be interchangeable
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    trunk, tail = bb.split(2)
+    with torch.inference_mode():
+        maps = trunk(x)
+        assert maps.shape[1] == 2 * 192
+        torch.testing.assert_close(tail(maps), bb.forward_features(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(NotImplementedError, match="differ in size"):
+        # 5 blocks from the end Lite0 is still in its 16x16 stage, Lite2 already in its 8x8 one
+        build_image_backbone("efficientnet_lite0+efficientnet_lite2", pretrained=False, input_size=32).split(5)
+
+
+def test_mark_trained_gives_changed_weights_their_own_cache_key():
+    bb = create_model("efficientnet_lite0", pretrained=False, input_size=32)
+    key0 = bb.cache_key
+    bb.mark_trained()
+    key1 = bb.cache_key
+    assert key1 != key0 and "-ft" in key1 and "random" not in key1
+    bb.mark_trained()
+    assert bb.cache_key == key1, "same weights, same key (and no growing suffix)"
+    with torch.no_grad():
+        bb.net.conv_head.weight.add_(1.0)
+    bb.mark_trained()
+    assert bb.cache_key not in (key0, key1) and bb.cache_key.count("-ft") == 1
+
+
 def test_text_input_is_reading_order():
     toks = [OcrToken("MILK", (0, 20, 30, 30)), OcrToken("ARLA", (0, 0, 30, 10)), OcrToken("1L", (40, 21, 50, 29))]
     assert tokens_to_text(toks) == "ARLA MILK 1L"

@@ -73,6 +73,21 @@ def test_fit_head_is_deterministic():
         assert torch.equal(states[0][k], states[1][k]), k
 
 
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from prodlens.train.heads_fit import _lr_factor
+
+    f = _lr_factor("cosine", 200)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(105) == pytest.approx(0.5, abs=0.02) and f(199) < 1e-3
+    assert all(f(i) >= f(i + 1) for i in range(10, 199))
+    assert {_lr_factor("constant", 200)(i) for i in (0, 100, 199)} == {1.0}
+    fs = _synthetic()
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        fit_head(create_model("image", num_classes=6, image_dim=16), fs, fs, schedule="step", progress=False)
+    with pytest.raises(ValueError, match="schedule must be 'constant' or 'cosine'"):
+        TrainConfig(schedule="step")
+
+
 def test_featureset_checks_lengths():
     with pytest.raises(ValueError, match="has 3 rows but y has 2"):
         FeatureSet(np.zeros((3, 2)), None, np.zeros(2))
@@ -172,6 +187,47 @@ def test_train_finetune_mode_tiny(tiny, tmp_path):
 
     img = [load_image(tiny.samples[0].image_path)]
     np.testing.assert_allclose(clf.predict_proba(img, [[]]), res.classifier.predict_proba(img, [[]]), atol=1e-6)
+
+
+def test_train_fast_mode_with_last_blocks(tiny, tmp_path):
+    """train_blocks=1: the last block trains on cached trunk maps, the trunk stays as it was."""
+    cfg = TrainConfig(views=2, epochs=3, patience=3, batch_size=4, feature_cache=str(tmp_path / "fc"), lr=3e-3,
+                      train_blocks=1)
+    pre = create_model("efficientnet_lite0", input_size=64)
+    res = train_model(tiny.split("train"), tiny.split("val"), model="image", backbone_cfg={"input_size": 64},
+                      config=cfg, out=tmp_path / "image.pt", progress=False)
+    bb = res.classifier.image_backbone
+    trunk_units, last = bb.blocks()[:-1], bb.blocks()[-1]
+    for a, b in zip(pre.blocks()[:-1], trunk_units):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(pa, pb, rtol=0, atol=0)
+    assert any(not torch.equal(pa, pb) for pa, pb in zip(pre.blocks()[-1].parameters(), last.parameters()))
+    assert not torch.equal(pre.net.conv_head.weight, bb.net.conv_head.weight)
+    assert bb.cache_key != pre.cache_key and bb.weights_id.startswith("ft")
+    # trunk maps cached in float16 under their own key: 12 images x 2 views + 6 val images
+    maps = list((tmp_path / "fc").glob("efficientnet_lite0-*-trunk1/*/*/*.npy"))
+    assert len(maps) == 12 * 2 + 6 and np.load(maps[0]).dtype == np.float16
+    # the checkpoint carries the trained backbone; reloaded it predicts the same
+    ck = read_checkpoint(res.checkpoint)
+    assert set(ck["backbone_state"]) == {"image"} and ck["train_config"]["train_blocks"] == 1
+    clf = load_classifier(res.checkpoint)
+    assert clf.image_backbone.cache_key == bb.cache_key
+    from prodlens.data.images import load_image
+
+    imgs = [load_image(s.image_path) for s in tiny.samples[:3]]
+    np.testing.assert_allclose(clf.predict_proba(imgs, [[]] * 3), res.classifier.predict_proba(imgs, [[]] * 3), atol=1e-5)
+    rep = evaluate(clf, tiny.split("val"), progress=False)
+    assert rep.top1 == pytest.approx(res.metrics["val_top1"])
+
+
+def test_train_blocks_validation(tiny):
+    with pytest.raises(ValueError, match="train_blocks must be >= 0"):
+        TrainConfig(train_blocks=-1)
+    with pytest.raises(ValueError, match="applies to mode='fast'"):
+        TrainConfig(mode="finetune", train_blocks=1)
+    with pytest.raises(ValueError, match="needs a model with an image backbone"):
+        train_model(tiny.split("train"), tiny.split("val"), model="text", config=TrainConfig(views=1, train_blocks=1),
+                    progress=False)
 
 
 def test_train_validates_inputs(tiny):

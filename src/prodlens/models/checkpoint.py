@@ -120,6 +120,7 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu", bat
         clf.head.load_state_dict(ckpt["head_state"])
         if "image" in bstate and clf.image_backbone is not None:
             clf.image_backbone.load_state_dict(bstate["image"])
+            clf.image_backbone.mark_trained()  # its own feature-cache key, not "random" or pretrained
         if "text" in bstate and clf.text_backbone is not None:
             clf.text_backbone.load_state_dict(bstate["text"])
     except RuntimeError as e:

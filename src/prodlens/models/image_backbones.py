@@ -8,10 +8,15 @@ Every backbone has the same seam (``forward_features(x) -> (B, out_dim)``, ``out
   core dependency, lite1/lite2 are optional extras).
 * ``resnet50``: torchvision; loads ImageNet weights only from a local file (the torch hub
   cache or ``weights_path``), never from the network.
+
+Single backbones can also be cut in two (:meth:`ImageBackbone.split`): a frozen trunk
+whose feature maps are computed once and a tail of the last ``k`` blocks that trains
+on them (the fast CPU mode's ``train_blocks``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 from pathlib import Path
@@ -47,6 +52,48 @@ class ImageBackbone(nn.Module):
     def cache_key(self) -> str:
         """Identifies the function image -> features (name, weights, preprocessing)."""
         return f"{self.name}-{self.weights_id}-{self.preprocess.key()}"
+
+    def blocks(self) -> list[nn.Module]:
+        """The network's blocks in order, the units :meth:`split` counts (subclasses)."""
+        raise NotImplementedError(f"{self.name} cannot be split into trunk and tail; use train_blocks=0")
+
+    def split(self, k: int) -> tuple[nn.Module, nn.Module]:
+        """``(trunk, tail)`` with ``tail(trunk(x)) == forward_features(x)``; the tail holds
+        the last ``k`` blocks plus the final convolution and pooling.
+
+        Both share this backbone's parameters (training the tail trains the backbone).
+        """
+        raise NotImplementedError(f"{self.name} cannot be split into trunk and tail; use train_blocks=0")
+
+    def _check_split(self, k: int) -> int:
+        n = len(self.blocks())
+        if not 1 <= k <= n:
+            raise ValueError(f"{self.name} has {n} blocks; train_blocks must be in 1..{n}, got {k}")
+        return n - k
+
+    def mark_trained(self) -> None:
+        """Give the weights a new ``weights_id`` (a digest of them) after they changed.
+
+        The feature cache is keyed by ``cache_key``: without this, features of a
+        fine-tuned backbone would be confused with the pretrained ones.
+        """
+        h = hashlib.sha256()
+        for name, t in self.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        self.weights_id = f"ft{h.hexdigest()[:12]}"  # the weights alone decide it (a reloaded checkpoint agrees)
+
+
+class _Tail(nn.Module):
+    """The last blocks of a split backbone, then its head convolution and global pooling."""
+
+    def __init__(self, blocks: list[nn.Module], head: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(x))
 
 
 def _lite_weights_path(variant: int) -> Path:
@@ -98,6 +145,16 @@ class EfficientNetLite(ImageBackbone):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def blocks(self) -> list[nn.Module]:
+        """The inverted-residual units of all stages (16 for Lite0, 22 for Lite2)."""
+        return [u for stage in self.net.blocks for u in stage]
+
+    def split(self, k: int) -> tuple[nn.Module, nn.Module]:
+        cut = self._check_split(k)
+        units = self.blocks()
+        trunk = nn.Sequential(self.net.conv_stem, self.net.bn1, *units[:cut])
+        return trunk, _Tail(units[cut:], [self.net.conv_head, self.net.bn2, self.net.global_pool])
 
 
 @register_model("image")
@@ -162,6 +219,17 @@ class ResNet50(ImageBackbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def blocks(self) -> list[nn.Module]:
+        """The 16 bottleneck blocks of layer1..layer4."""
+        return [b for layer in (self.net.layer1, self.net.layer2, self.net.layer3, self.net.layer4) for b in layer]
+
+    def split(self, k: int) -> tuple[nn.Module, nn.Module]:
+        cut = self._check_split(k)
+        n = self.net
+        units = self.blocks()
+        trunk = nn.Sequential(n.conv1, n.bn1, n.relu, n.maxpool, *units[:cut])
+        return trunk, _Tail(units[cut:], [n.avgpool, nn.Flatten(1)])
+
 
 @register_model("image")
 def resnet50(pretrained: bool = True, weights_path: str | None = None, input_size: int = DEFAULT_INPUT_SIZE) -> ResNet50:
@@ -195,6 +263,51 @@ class ConcatImageBackbone(ImageBackbone):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([p.forward_features(x) for p in self.parts], dim=1)
+
+    def blocks(self) -> list[nn.Module]:
+        """The blocks of the first part (every part is cut at the same count from its end)."""
+        return self.parts[0].blocks()
+
+    def split(self, k: int) -> tuple[nn.Module, nn.Module]:
+        """Each part cut ``k`` blocks from its end; the trunk concatenates the parts' maps
+        along channels (their spatial sizes must agree) and the tail splits them again."""
+        for p in self.parts:
+            p._check_split(k)
+        halves = [p.split(k) for p in self.parts]
+        size = self.preprocess.input_size
+        with torch.inference_mode():
+            x = torch.zeros(1, 3, size, size, device=next(self.parameters()).device)
+            shapes = [tuple(t.eval()(x).shape[1:]) for t, _ in halves]
+        if len({sh[1:] for sh in shapes}) != 1:
+            raise NotImplementedError(
+                f"{self.name}: the parts' maps {shapes} differ in size after cutting {k} blocks; "
+                "train the parts separately or use train_blocks=0"
+            )
+        return _ConcatTrunk([t for t, _ in halves]), _ConcatTail([h for _, h in halves], [sh[0] for sh in shapes])
+
+    def mark_trained(self) -> None:
+        for p in self.parts:
+            p.mark_trained()
+        self.weights_id = "+".join(p.weights_id for p in self.parts)
+
+
+class _ConcatTrunk(nn.Module):
+    def __init__(self, trunks: list[nn.Module]) -> None:
+        super().__init__()
+        self.trunks = nn.ModuleList(trunks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t(x) for t in self.trunks], dim=1)
+
+
+class _ConcatTail(nn.Module):
+    def __init__(self, tails: list[nn.Module], channels: list[int]) -> None:
+        super().__init__()
+        self.tails = nn.ModuleList(tails)
+        self.channels = list(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t(m) for t, m in zip(self.tails, torch.split(x, self.channels, dim=1))], dim=1)
 
 
 def build_image_backbone(name: str, **cfg: object) -> ImageBackbone:

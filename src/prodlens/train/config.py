@@ -43,6 +43,12 @@ class TrainConfig:
     device: str = "cpu"
     num_workers: int = 0
     feature_cache: str | None = None
+    #: fast mode: also train the image backbone's last ``train_blocks`` blocks (0: head only),
+    #: on cached feature maps of the frozen trunk, at ``lr * tail_lr_scale``.
+    train_blocks: int = 0
+    tail_lr_scale: float = 0.3
+    #: fast mode learning-rate schedule: "constant" or "cosine" (warm-up, then cosine decay over ``epochs``)
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -51,6 +57,14 @@ class TrainConfig:
             raise ValueError(f"views must be >= 1 (view 0 is the plain image), got {self.views}")
         if self.holdout not in ("tail", "random"):
             raise ValueError(f"holdout must be 'tail' or 'random', got {self.holdout!r}")
+        if self.train_blocks < 0:
+            raise ValueError(f"train_blocks must be >= 0, got {self.train_blocks}")
+        if self.train_blocks and self.mode != "fast":
+            raise ValueError("train_blocks applies to mode='fast' (mode='finetune' trains the whole backbone)")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.tail_lr_scale <= 0:
+            raise ValueError(f"tail_lr_scale must be > 0, got {self.tail_lr_scale}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         for name in ("lr", "batch_size", "epochs"):

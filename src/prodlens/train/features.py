@@ -6,6 +6,8 @@ once, and trains only the head on the cached vectors. The cache layout is
 SHA-256 of the image file) and ``{root}/{text_backbone.cache_key}/text/{sha[:2]}/{sha}.npy``
 for texts (``sha`` of the UTF-8 string), so a key names exactly the function that
 produced the vector: backbone + weights + preprocessing + augmentation + view.
+Feature maps of a backbone's frozen trunk (``image_features(..., trunk_blocks=k)``,
+for training the last ``k`` blocks) live under ``{backbone.cache_key}-trunk{k}``.
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ class FeatureCache:
         except (OSError, ValueError):
             return None  # damaged entry: recompute
 
-    def put(self, backbone_key: str, view_key: str, sha: str, vec: np.ndarray) -> None:
+    def put(self, backbone_key: str, view_key: str, sha: str, vec: np.ndarray, dtype: type = np.float32) -> None:
         buf = io.BytesIO()
-        np.save(buf, np.asarray(vec, np.float32), allow_pickle=False)
+        np.save(buf, np.asarray(vec, dtype), allow_pickle=False)
         with atomic_write(self.path(backbone_key, view_key, sha), "wb") as f:
             f.write(buf.getvalue())
 
@@ -103,44 +105,44 @@ def make_view(img: np.ndarray, view: int, sha: str, aug: AugmentConfig, seed: in
     return augment_image(img, aug, view_rng(seed, sha, view))
 
 
-def _feature_fn(backbone: ImageBackbone, device: torch.device, runtime: str):
-    """``x -> features`` with ONNX Runtime where ``runtime`` resolves to it, else PyTorch."""
+def _feature_fn(module: torch.nn.Module, input_size: int, device: torch.device, runtime: str):
+    """``x -> output`` with ONNX Runtime where ``runtime`` resolves to it, else PyTorch."""
     from prodlens.models.runtime import image_runner_for
 
-    runner = image_runner_for(backbone, backbone.preprocess.input_size, runtime, device)
+    runner = image_runner_for(module, input_size, runtime, device)
     if runner is not None:
         return runner
 
     def torch_fn(x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            return backbone.forward_features(x.to(device)).float().cpu().numpy()
+            return module(x.to(device)).float().cpu().numpy()
 
     return torch_fn
 
 
-def _single_backbone_features(
-    backbone: ImageBackbone, samples: Sequence[ProductSample], views: Sequence[int], shas: list[str],
-    cache: FeatureCache | None, aug: AugmentConfig, seed: int, batch_size: int, progress: bool,
-    runtime: str = "auto",
+def _encode_views(
+    module: torch.nn.Module, name: str, key: str, shape: tuple[int, ...], backbone: ImageBackbone,
+    samples: Sequence[ProductSample], views: Sequence[int], shas: list[str], cache: FeatureCache | None,
+    aug: AugmentConfig, seed: int, batch_size: int, progress: bool, runtime: str, dtype: type = np.float32,
 ) -> np.ndarray:
-    key = backbone.cache_key
-    out = np.zeros((len(samples), len(views), backbone.out_dim), np.float32)
+    """``module``'s output ``shape`` for every (sample, view), read from / written to ``cache``."""
+    out = np.zeros((len(samples), len(views), *shape), dtype)
     todo: list[tuple[int, int]] = []
     # view-major order: an interrupted run leaves whole views cached, usable on their own
     for j, v in enumerate(views):
         vk = view_key(v, aug, seed)
         for i, sha in enumerate(shas):
             hit = cache.get(key, vk, sha) if cache is not None else None
-            if hit is not None and hit.shape == (backbone.out_dim,):
+            if hit is not None and hit.shape == shape:
                 out[i, j] = hit
             else:
                 todo.append((i, j))
     if not todo:
         return out
-    log.info("%s: encoding %d image views (%d cached)", backbone.name, len(todo), out.shape[0] * out.shape[1] - len(todo))
+    log.info("%s: encoding %d image views (%d cached)", name, len(todo), out.shape[0] * out.shape[1] - len(todo))
     device = next(backbone.parameters()).device
-    backbone.eval()
-    run = _feature_fn(backbone, device, runtime)
+    module.eval()
+    run = _feature_fn(module, backbone.preprocess.input_size, device, runtime)
     batch: list[tuple[int, int, np.ndarray]] = []
     loaded: tuple[int, np.ndarray] | None = None
 
@@ -149,10 +151,10 @@ def _single_backbone_features(
         for (i, j, _), vec in zip(batch, f):
             out[i, j] = vec
             if cache is not None:
-                cache.put(key, view_key(views[j], aug, seed), shas[i], vec)
+                cache.put(key, view_key(views[j], aug, seed), shas[i], vec, dtype=dtype)
         batch.clear()
 
-    for i, j in tqdm(todo, desc=f"features {backbone.name}", disable=not progress, unit="view"):
+    for i, j in tqdm(todo, desc=f"features {name}", disable=not progress, unit="view"):
         if loaded is None or loaded[0] != i:
             loaded = (i, load_image(samples[i].image_path))
         batch.append((i, j, make_view(loaded[1], views[j], shas[i], aug, seed)))
@@ -161,6 +163,19 @@ def _single_backbone_features(
     if batch:
         flush()
     return out
+
+
+def _part_encoder(part: ImageBackbone, trunk_blocks: int) -> tuple[torch.nn.Module, str, str, tuple[int, ...], type]:
+    """(module, display name, cache key, output shape, dtype) of one backbone, or of its trunk."""
+    if not trunk_blocks:
+        return part, part.name, part.cache_key, (part.out_dim,), np.float32
+    trunk, _ = part.split(trunk_blocks)
+    trunk.eval()
+    size = part.preprocess.input_size
+    with torch.inference_mode():
+        probe = trunk(torch.zeros(1, 3, size, size, device=next(part.parameters()).device))
+    shape = tuple(int(d) for d in probe.shape[1:])
+    return trunk, f"{part.name} trunk", f"{part.cache_key}-trunk{trunk_blocks}", shape, np.float16
 
 
 def image_features(
@@ -174,6 +189,7 @@ def image_features(
     batch_size: int = 8,
     progress: bool = True,
     runtime: str = "auto",
+    trunk_blocks: int = 0,
 ) -> np.ndarray:
     """Features ``(n_samples, n_views, out_dim)`` of each sample's image in each view.
 
@@ -183,6 +199,12 @@ def image_features(
     Runtime on the CPU by default: the same features within float rounding, in about
     half the time.
 
+    With ``trunk_blocks=k`` the result is instead the feature maps
+    ``(n_samples, n_views, C, H, W)`` (float16) of the frozen trunk of
+    ``backbone.split(k)``: the inputs on which the fast mode's ``train_blocks=k`` trains
+    the tail. They are cached under ``{cache_key}-trunk{k}``; the parts of a
+    concatenated backbone are joined along channels, as its trunk does.
+
     >>> from prodlens.models.image_backbones import build_image_backbone  # doctest: +SKIP
     >>> image_features(build_image_backbone("efficientnet_lite0"), ds.samples, (0, 1, 2)).shape  # doctest: +SKIP
     (2640, 3, 1280)
@@ -190,7 +212,13 @@ def image_features(
     aug = aug or AugmentConfig()
     shas = [image_sha(s.image_path) for s in samples]
     parts = list(backbone.parts) if isinstance(backbone, ConcatImageBackbone) else [backbone]
-    feats = [_single_backbone_features(p, samples, views, shas, cache, aug, seed, batch_size, progress, runtime) for p in parts]
+    if trunk_blocks and len(parts) > 1:
+        backbone.split(trunk_blocks)  # checks that the parts' maps fit together
+    feats = []
+    for part in parts:
+        module, name, key, shape, dtype = _part_encoder(part, trunk_blocks)
+        feats.append(_encode_views(module, name, key, shape, part, samples, views, shas, cache, aug, seed, batch_size,
+                                   progress, runtime, dtype))
     return np.concatenate(feats, axis=2) if len(feats) > 1 else feats[0]
 
 

@@ -174,15 +174,20 @@ class Trainer:
             raise RuntimeError("call fit() before save()")
         return save_checkpoint(
             self.classifier_, path, metrics=self.metrics_, train_config=self.config_.to_dict(),
-            include_backbones=self.config_.mode == "finetune",
+            include_backbones=self.config_.mode == "finetune" or self.config_.train_blocks > 0,
         )
 
     # -- fast mode ---------------------------------------------------------------------
     def _features(self, clf: ProductClassifier, samples: Sequence[ProductSample], views: Sequence[int],
                   cfg: TrainConfig, cache: FeatureCache | None, labels: list[int]) -> FeatureSet:
+        """Cached inputs of the head: image features, or with ``train_blocks`` the trunk's maps."""
         n, v = len(samples), len(views)
         img = txt = None
-        if clf.image_backbone is not None:
+        if clf.image_backbone is not None and cfg.train_blocks:
+            maps = image_features(clf.image_backbone, samples, views, cache=cache, aug=cfg.aug, seed=cfg.seed,
+                                  batch_size=clf.batch_size, progress=self.progress, trunk_blocks=cfg.train_blocks)
+            img = maps.reshape(n * v, *maps.shape[2:])
+        elif clf.image_backbone is not None:
             img = image_features(clf.image_backbone, samples, views, cache=cache, aug=cfg.aug, seed=cfg.seed,
                                  batch_size=clf.batch_size, progress=self.progress).reshape(n * v, -1)
         if clf.text_backbone is not None:
@@ -193,13 +198,24 @@ class Trainer:
     def _fit_fast(self, clf: ProductClassifier, train: Dataset, val: Dataset, cfg: TrainConfig) -> list[EpochLog]:
         cache = FeatureCache(cfg.feature_cache) if cfg.feature_cache else None
         index = {c: i for i, c in enumerate(clf.classes)}
+        tail = None
+        if cfg.train_blocks:
+            if clf.image_backbone is None:
+                raise ValueError(f"train_blocks={cfg.train_blocks} needs a model with an image backbone; {self.model!r} has none")
+            _, tail = clf.image_backbone.split(cfg.train_blocks)
         tr = self._features(clf, train.samples, range(cfg.views), cfg, cache, [index[s.label] for s in train.samples])  # type: ignore[index]
         va = self._features(clf, val.samples, (0,), cfg, cache, [index[s.label] for s in val.samples])  # type: ignore[index]
-        return fit_head(
+        history = fit_head(
             clf.head, tr, va, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,  # type: ignore[arg-type]
             epochs=cfg.epochs, patience=cfg.patience, label_smoothing=cfg.label_smoothing,  # type: ignore[arg-type]
             seed=cfg.seed, device=cfg.device, progress=self.progress,
+            threads=None if tail is not None else 1, image_tail=tail,
+            tail_lr=cfg.lr * cfg.tail_lr_scale, schedule=cfg.schedule,  # type: ignore[operator]
         )
+        if tail is not None:
+            clf.image_backbone.mark_trained()  # type: ignore[union-attr]
+            clf.eval()
+        return history
 
     # -- finetune mode -----------------------------------------------------------------
     def _fit_finetune(self, clf: ProductClassifier, train: Dataset, val: Dataset, cfg: TrainConfig) -> list[EpochLog]:
