@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prodlens.data.types import OcrToken
-from prodlens.errors import BadInputError, UnknownNameError
+from prodlens.errors import BadInputError, ConfigError, UnknownNameError
 from prodlens.models import (
     CheckpointError,
     MissingWeightsError,
@@ -204,7 +204,7 @@ def test_concatenated_backbones_split_part_by_part():
         maps = trunk(x)
         assert maps.shape[1] == 2 * 192
         torch.testing.assert_close(tail(maps), bb.forward_features(x), rtol=1e-4, atol=1e-5)
-    with pytest.raises(NotImplementedError, match="differ in size"):
+    with pytest.raises(ConfigError, match="differ in size"):
         # 5 blocks from the end Lite0 is still in its 16x16 stage, Lite2 already in its 8x8 one
         build_image_backbone("efficientnet_lite0+efficientnet_lite2", pretrained=False, input_size=32).split(5)
 

@@ -265,3 +265,17 @@ def test_cli_train_and_evaluate(tiny, tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["train", str(data), "--model", "concatt", "--out", str(ck)]) == 2
     assert "did you mean 'concat'" in capsys.readouterr().err
+
+
+def test_cli_train_last_blocks(tiny, tmp_path, capsys):
+    data = tmp_path / "data"
+    write_dataset(tiny, data)
+    ck = tmp_path / "image_tb.pt"
+    rc = main(["train", str(data), "--model", "image", "--out", str(ck), "--views", "1", "--epochs", "2",
+               "--train-blocks", "2", "--schedule", "cosine", "--tail-lr-scale", "0.5", "--backbone-opt", "input_size=64",
+               "--feature-cache", str(tmp_path / "fc")])
+    assert rc == 0 and "wrote" in capsys.readouterr().out
+    cfg = read_checkpoint(ck)["train_config"]
+    assert (cfg["train_blocks"], cfg["schedule"], cfg["tail_lr_scale"]) == (2, "cosine", 0.5)
+    assert main(["train", str(data), "--model", "text", "--out", str(ck), "--train-blocks", "1"]) == 2
+    assert "needs a model with an image backbone" in capsys.readouterr().err

@@ -28,6 +28,14 @@ class BadInputError(ProdlensError):
         super().__init__(msg)
 
 
+class ConfigError(ProdlensError, ValueError):
+    """An option is out of range or does not fit the model it is used with.
+
+    >>> isinstance(ConfigError("train_blocks must be >= 0"), ValueError)
+    True
+    """
+
+
 class UnknownClassError(ProdlensError):
     """A label is not in the class list."""
 

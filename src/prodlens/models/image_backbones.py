@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prodlens.errors import ConfigError
 from prodlens.models.errors import MissingWeightsError
 from prodlens.models.preprocess import PreprocessConfig
 from prodlens.models.registry import register_model
@@ -55,7 +56,7 @@ class ImageBackbone(nn.Module):
 
     def blocks(self) -> list[nn.Module]:
         """The network's blocks in order, the units :meth:`split` counts (subclasses)."""
-        raise NotImplementedError(f"{self.name} cannot be split into trunk and tail; use train_blocks=0")
+        raise ConfigError(f"{self.name} cannot be split into trunk and tail; use train_blocks=0")
 
     def split(self, k: int) -> tuple[nn.Module, nn.Module]:
         """``(trunk, tail)`` with ``tail(trunk(x)) == forward_features(x)``; the tail holds
@@ -63,12 +64,12 @@ class ImageBackbone(nn.Module):
 
         Both share this backbone's parameters (training the tail trains the backbone).
         """
-        raise NotImplementedError(f"{self.name} cannot be split into trunk and tail; use train_blocks=0")
+        raise ConfigError(f"{self.name} cannot be split into trunk and tail; use train_blocks=0")
 
     def _check_split(self, k: int) -> int:
         n = len(self.blocks())
         if not 1 <= k <= n:
-            raise ValueError(f"{self.name} has {n} blocks; train_blocks must be in 1..{n}, got {k}")
+            raise ConfigError(f"{self.name} has {n} blocks; train_blocks must be in 1..{n}, got {k}")
         return n - k
 
     def mark_trained(self) -> None:
@@ -279,7 +280,7 @@ class ConcatImageBackbone(ImageBackbone):
             x = torch.zeros(1, 3, size, size, device=next(self.parameters()).device)
             shapes = [tuple(t.eval()(x).shape[1:]) for t, _ in halves]
         if len({sh[1:] for sh in shapes}) != 1:
-            raise NotImplementedError(
+            raise ConfigError(
                 f"{self.name}: the parts' maps {shapes} differ in size after cutting {k} blocks; "
                 "train the parts separately or use train_blocks=0"
             )

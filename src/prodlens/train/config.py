@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from prodlens.errors import ConfigError
 from prodlens.train.augment import AugmentConfig
 
 MODES = ("fast", "finetune")
@@ -52,25 +53,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.views < 1:
-            raise ValueError(f"views must be >= 1 (view 0 is the plain image), got {self.views}")
+            raise ConfigError(f"views must be >= 1 (view 0 is the plain image), got {self.views}")
         if self.holdout not in ("tail", "random"):
-            raise ValueError(f"holdout must be 'tail' or 'random', got {self.holdout!r}")
+            raise ConfigError(f"holdout must be 'tail' or 'random', got {self.holdout!r}")
         if self.train_blocks < 0:
-            raise ValueError(f"train_blocks must be >= 0, got {self.train_blocks}")
+            raise ConfigError(f"train_blocks must be >= 0, got {self.train_blocks}")
         if self.train_blocks and self.mode != "fast":
-            raise ValueError("train_blocks applies to mode='fast' (mode='finetune' trains the whole backbone)")
+            raise ConfigError("train_blocks applies to mode='fast' (mode='finetune' trains the whole backbone)")
         if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+            raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.tail_lr_scale <= 0:
-            raise ValueError(f"tail_lr_scale must be > 0, got {self.tail_lr_scale}")
+            raise ConfigError(f"tail_lr_scale must be > 0, got {self.tail_lr_scale}")
         if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         for name in ("lr", "batch_size", "epochs"):
             v = getattr(self, name)
             if v is not None and v <= 0:
-                raise ValueError(f"{name} must be > 0, got {v}")
+                raise ConfigError(f"{name} must be > 0, got {v}")
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the mode's default."""

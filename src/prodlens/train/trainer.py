@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from prodlens.data.images import load_image
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import ProductSample
-from prodlens.errors import BadInputError
+from prodlens.errors import BadInputError, ConfigError
 from prodlens.models.checkpoint import save_checkpoint
 from prodlens.models.classifier import ProductClassifier, build_classifier
 from prodlens.models.preprocess import images_to_tensor
@@ -201,7 +201,7 @@ class Trainer:
         tail = None
         if cfg.train_blocks:
             if clf.image_backbone is None:
-                raise ValueError(f"train_blocks={cfg.train_blocks} needs a model with an image backbone; {self.model!r} has none")
+                raise ConfigError(f"train_blocks={cfg.train_blocks} needs a model with an image backbone; {self.model!r} has none")
             _, tail = clf.image_backbone.split(cfg.train_blocks)
         tr = self._features(clf, train.samples, range(cfg.views), cfg, cache, [index[s.label] for s in train.samples])  # type: ignore[index]
         va = self._features(clf, val.samples, (0,), cfg, cache, [index[s.label] for s in val.samples])  # type: ignore[index]
