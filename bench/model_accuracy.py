@@ -12,11 +12,14 @@ near-duplicates), so the reported val numbers are untouched by model selection; 
 ``--select val`` the val split itself is used for early stopping (as the paper's
 protocol allows) and the numbers are slightly optimistic. The test split is never read.
 
+``--train-blocks N`` also trains the image backbone's last N blocks (on cached trunk
+maps); ``--ensemble A.pt B.pt`` evaluates trained checkpoints as one model (mean
+probability) without training.
+
 Writes ``bench/results/model_accuracy.json`` and prints a Markdown table.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/model_accuracy.py \
-        --data ../shared/datasets/GroceryStoreDataset/dataset --ocr-cache /work/cache/ocr \
-        --views 8 --runs runs/model_accuracy
+        --data ../shared/datasets/GroceryStoreDataset/dataset --views 8 --runs runs/model_accuracy
 """
 
 from __future__ import annotations
@@ -118,6 +121,33 @@ def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dic
     return f"{setting}/val{suffix}", rows, missing
 
 
+def run_ensemble(args: argparse.Namespace) -> tuple[str, dict, int]:
+    """Evaluate the mean probability of the checkpoints ``args.ensemble`` on val (no training)."""
+    import torch
+
+    from prodlens.models import load_classifier
+
+    torch.set_num_threads(args.threads)
+    members = [load_classifier(p) for p in args.ensemble]
+    full = import_grocery_store(args.data, ("train", "val"))
+    full, missing = attach_ocr(full, Path(args.ocr_cache), args.min_ocr_score)
+    setting = "fine81" if len(members[0].classes) == len(full.classes.names) else "packages31"
+    ds = full if setting == "fine81" else full.with_classes(package_classes(full))
+    val = ds.split("val")
+    cache, aug = FeatureCache(args.feature_cache), AugmentConfig()
+    row: dict = {}
+    for tta in (False, True):
+        probs = np.mean([val_probs(m, val, cache, aug, args.seed, tta) for m in members], axis=0)
+        y = [members[0].classes.index(s.label) for s in val.samples]
+        rep = evaluate_probs(probs, y, members[0].classes)
+        sfx = "_tta" if tta else ""
+        row[f"top1{sfx}"], row[f"top5{sfx}"] = round(rep.top1, 4), round(rep.top5, 4)
+    row.update(n_val=len(val), members=list(args.ensemble),
+               member_top1=[round(float(m.metrics.get("eval_val_top1", float("nan"))), 4) for m in members])
+    name = "ensemble(" + " + ".join(f"{m.head_name}:{m.spec.get('image_backbone')}" for m in members) + ")"
+    return f"{setting}/val [{args.ensemble_label}]", {name: row}, missing
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/datasets/GroceryStoreDataset/dataset")
@@ -146,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tail-lr-scale", type=float, default=0.3)
     ap.add_argument("--jobs", type=int, default=1, help="label sets trained in parallel processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--ensemble", nargs="+", metavar="CKPT",
+                    help="evaluate these trained checkpoints as one ensemble (mean probability) instead of training")
+    ap.add_argument("--ensemble-label", default="ensemble", help="label of the --ensemble row's key")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--merge", action="store_true", help="keep the results of other runs already in --out")
     args = ap.parse_args(argv)
@@ -158,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         head_opts.setdefault(model, {})[k] = json.loads(v)
 
     jobs = [(setting, args, head_opts) for setting in args.settings]
-    if args.jobs > 1 and len(jobs) > 1:
+    if args.ensemble:
+        parts = [run_ensemble(args)]
+    elif args.jobs > 1 and len(jobs) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -188,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                  "text_backbones": args.text_backbones, "views": args.views, "selection": args.select, "seed": args.seed,
                  "batch_size": args.batch_size or 64, "lr": args.lr or 1e-3, "patience": args.patience or 15,
                  "head_opts": head_opts, "ocr_missing": missing}
+        if args.ensemble:
+            setup = {"mode": "ensemble of trained checkpoints (mean probability), no training", "members": args.ensemble,
+                     "ocr_missing": missing}
         doc = json.loads(out.read_text(encoding="utf-8")) if args.merge and out.is_file() else {}
         runs = doc.get("runs", [])
         runs.append({"command": command, "setup": setup, "keys": sorted(results)})

@@ -73,15 +73,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from prodlens.models.checkpoint import load_classifier
     from prodlens.train.metrics import evaluate, report_markdown, write_report
 
-    clf = load_classifier(args.checkpoint, device=args.device, batch_size=args.batch_size)
+    if len(args.checkpoint) == 1:
+        clf = load_classifier(args.checkpoint[0], device=args.device, batch_size=args.batch_size)
+    else:
+        from prodlens.models.ensemble import load_ensemble
+
+        clf = load_ensemble(args.checkpoint, device=args.device, batch_size=args.batch_size)
     ds = read_dataset(args.dataset)
     ds = ds.split(*args.split)
     known = set(clf.classes)
     if args.known_classes_only:
         ds = ds.with_classes(sorted({s.label for s in ds.samples if s.label in known}))  # type: ignore[misc]
     report = evaluate(clf, ds, batch_size=args.batch_size,
-                      meta={"checkpoint": str(args.checkpoint), "dataset": str(args.dataset), "split": "+".join(args.split)})
-    title = f"{Path(args.checkpoint).name} on {'+'.join(args.split)}"
+                      meta={"checkpoint": "+".join(args.checkpoint), "dataset": str(args.dataset), "split": "+".join(args.split)})
+    title = f"{' + '.join(Path(c).name for c in args.checkpoint)} on {'+'.join(args.split)}"
     print(report_markdown(report, title=title))
     if args.out:
         jp, mp = write_report(report, args.out, stem=args.stem, title=title)
@@ -139,7 +144,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "evaluate", "Top-1/top-5, per-class accuracy and most-confused pairs of a checkpoint on a dataset split.",
         "prodlens evaluate runs/embracenet.pt work/grocery --split val --out runs/eval",
     )
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="+", help="checkpoint; several are evaluated as one ensemble (mean probability)")
     p.add_argument("dataset", help="dataset folder (manifest.jsonl + classes.json)")
     p.add_argument("--split", nargs="+", default=["val"], choices=["train", "val", "test"])
     p.add_argument("--out", help="folder for {stem}.json and {stem}.md")

@@ -9,12 +9,13 @@ from prodlens.models.adapters import CallableClassifier, OnnxClassifier, TorchCl
 from prodlens.models.base import Classifier
 from prodlens.models.checkpoint import load_classifier, read_checkpoint, save_checkpoint
 from prodlens.models.classifier import ProductClassifier, build_classifier
+from prodlens.models.ensemble import EnsembleClassifier, load_ensemble
 from prodlens.models.errors import CheckpointError, MissingWeightsError
 from prodlens.models.preprocess import PreprocessConfig
 from prodlens.models.registry import create_model, list_models, register_model
 
 __all__ = [
-    "CallableClassifier", "CheckpointError", "Classifier", "MissingWeightsError", "OnnxClassifier",
+    "CallableClassifier", "CheckpointError", "Classifier", "EnsembleClassifier", "MissingWeightsError", "OnnxClassifier",
     "PreprocessConfig", "ProductClassifier", "TorchClassifier", "as_classifier", "build_classifier",
-    "create_model", "list_models", "load_classifier", "read_checkpoint", "register_model", "save_checkpoint",
+    "create_model", "list_models", "load_classifier", "load_ensemble", "read_checkpoint", "register_model", "save_checkpoint",
 ]
