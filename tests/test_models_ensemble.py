@@ -68,6 +68,20 @@ def test_fused_seam_matches_predict_proba():
         ens.predict_from_features(img[:, :10], txt)
 
 
+def test_hflip_tta_averages_plain_and_mirrored():
+    members = [_fused("image", 0), _fused("concat", 1)]
+    imgs, toks = _inputs()
+    flipped = [np.ascontiguousarray(im[:, ::-1]) for im in imgs]
+    ens = EnsembleClassifier(members, hflip=True)
+    want = sum(0.25 * m.predict_proba(v, toks) for m in members for v in (imgs, flipped))
+    np.testing.assert_allclose(ens.predict_proba(imgs, toks), want, atol=1e-6)
+    img = ens.encode_images(imgs)
+    assert img.shape == (3, 4 * 1280)
+    np.testing.assert_allclose(ens.predict_from_features(img, ens.encode_texts(toks)), want, atol=1e-6)
+    single = EnsembleClassifier(members[:1], hflip=True).predict_proba(imgs, toks)
+    assert not np.allclose(single, members[0].predict_proba(imgs, toks), atol=1e-6), "the mirrored view counts"
+
+
 def test_explainer_takes_an_ensemble():
     ens = EnsembleClassifier([_fused("concat", 0), _fused("embracenet", 1)])
     imgs, toks = _inputs(1)
@@ -90,5 +104,7 @@ def test_cli_evaluate_several_checkpoints(tmp_path, capsys, sample_ds):
         paths.append(str(save_checkpoint(clf, tmp_path / f"m{i}.pt")))
     rc = main(["evaluate", *paths, str(data), "--split", "val", "--out", str(tmp_path / "ev")])
     assert rc == 0 and "m0.pt + m1.pt on val" in capsys.readouterr().out
+    rc = main(["evaluate", paths[0], str(data), "--split", "val", "--hflip-tta"])
+    assert rc == 0 and "m0.pt (hflip TTA) on val" in capsys.readouterr().out
     ens = load_ensemble(paths)
     assert len(ens.members) == 2 and ens.classes == names

@@ -73,12 +73,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from prodlens.models.checkpoint import load_classifier
     from prodlens.train.metrics import evaluate, report_markdown, write_report
 
-    if len(args.checkpoint) == 1:
+    if len(args.checkpoint) == 1 and not args.hflip_tta:
         clf = load_classifier(args.checkpoint[0], device=args.device, batch_size=args.batch_size)
     else:
         from prodlens.models.ensemble import load_ensemble
 
-        clf = load_ensemble(args.checkpoint, device=args.device, batch_size=args.batch_size)
+        clf = load_ensemble(args.checkpoint, hflip=args.hflip_tta, device=args.device, batch_size=args.batch_size)
     ds = read_dataset(args.dataset)
     ds = ds.split(*args.split)
     known = set(clf.classes)
@@ -86,7 +86,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ds = ds.with_classes(sorted({s.label for s in ds.samples if s.label in known}))  # type: ignore[misc]
     report = evaluate(clf, ds, batch_size=args.batch_size,
                       meta={"checkpoint": "+".join(args.checkpoint), "dataset": str(args.dataset), "split": "+".join(args.split)})
-    title = f"{' + '.join(Path(c).name for c in args.checkpoint)} on {'+'.join(args.split)}"
+    title = f"{' + '.join(Path(c).name for c in args.checkpoint)}{' (hflip TTA)' if args.hflip_tta else ''} on {'+'.join(args.split)}"
     print(report_markdown(report, title=title))
     if args.out:
         jp, mp = write_report(report, args.out, stem=args.stem, title=title)
@@ -150,6 +150,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for {stem}.json and {stem}.md")
     p.add_argument("--stem", default="eval")
     p.add_argument("--known-classes-only", action="store_true", help="skip samples whose label the model does not know")
+    p.add_argument("--hflip-tta", action="store_true", help="also predict each photo mirrored left-right and average")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_evaluate)

@@ -31,6 +31,10 @@ _FUSED = ("encode_images", "encode_texts", "predict_from_features")
 class EnsembleClassifier:
     """The weighted mean of ``members``' ``predict_proba``; all must share ``classes`` in order.
 
+    ``hflip=True`` adds test-time augmentation: every member also sees each image
+    mirrored left-right (OCR tokens unchanged) and the two predictions are averaged.
+    A single member with ``hflip=True`` is plain test-time augmentation.
+
     >>> from prodlens.models.adapters import as_classifier
     >>> a = as_classifier(lambda im, tk: np.tile([0.8, 0.2], (len(im), 1)), ["x", "y"])
     >>> b = as_classifier(lambda im, tk: np.tile([0.2, 0.8], (len(im), 1)), ["x", "y"])
@@ -38,7 +42,8 @@ class EnsembleClassifier:
     [[0.65, 0.35]]
     """
 
-    def __init__(self, members: Sequence[Classifier], weights: Sequence[float] | None = None) -> None:
+    def __init__(self, members: Sequence[Classifier], weights: Sequence[float] | None = None, *,
+                 hflip: bool = False) -> None:
         members = list(members)
         if not members:
             raise ConfigError("an ensemble needs at least one member classifier")
@@ -54,16 +59,23 @@ class EnsembleClassifier:
             raise ConfigError(f"weights must be {len(members)} non-negative numbers with a positive sum, got {weights!r}")
         self.members = members
         self.weights = w / w.sum()
+        self.hflip = bool(hflip)
         self.classes = classes
         self._fused = all(all(callable(getattr(m, f, None)) for f in _FUSED) for m in members)
         #: Set by :meth:`use_runtime`; ``None``: never asked (the explainer may switch the members).
         self.runtime_choice: str | None = None
 
     def __repr__(self) -> str:
-        return f"EnsembleClassifier({len(self.members)} members, weights={self.weights.round(3).tolist()})"
+        tta = ", hflip" if self.hflip else ""
+        return f"EnsembleClassifier({len(self.members)} members, weights={self.weights.round(3).tolist()}{tta})"
+
+    def _views(self, images: Sequence[np.ndarray]) -> list[Sequence[np.ndarray]]:
+        return [images, [np.ascontiguousarray(im[:, ::-1]) for im in images]] if self.hflip else [images]
 
     def predict_proba(self, images: Sequence[np.ndarray], token_lists: Sequence[Sequence[OcrToken]]) -> np.ndarray:
-        out = sum(w * np.asarray(m.predict_proba(images, token_lists), np.float64) for w, m in zip(self.weights, self.members))
+        views = self._views(images)
+        out = sum(w / len(views) * np.asarray(m.predict_proba(v, token_lists), np.float64)
+                  for w, m in zip(self.weights, self.members) for v in views)
         return np.asarray(out, np.float32)
 
     # -- the fused seam (only when every member has it) ---------------------------------
@@ -75,16 +87,20 @@ class EnsembleClassifier:
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def _encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        return np.concatenate([m.encode_images(images) for m in self.members], axis=1)  # type: ignore[attr-defined]
+        """Every member's features of every view, side by side (view-major)."""
+        return np.concatenate([m.encode_images(v) for v in self._views(images) for m in self.members], axis=1)  # type: ignore[attr-defined]
 
     def _encode_texts(self, token_lists: Sequence[Sequence[OcrToken]]) -> np.ndarray:
         return np.concatenate([m.encode_texts(token_lists) for m in self.members], axis=1)  # type: ignore[attr-defined]
 
     def _predict_from_features(self, img: np.ndarray | None, txt: np.ndarray | None) -> np.ndarray:
-        img_parts = _split(img, [_member_dim(m, "image") for m in self.members])
+        n_views = 2 if self.hflip else 1
+        img_parts = _split(img, [_member_dim(m, "image") for m in self.members] * n_views)
         txt_parts = _split(txt, [_member_dim(m, "text") for m in self.members])
-        out = sum(w * np.asarray(m.predict_from_features(i, t), np.float64)  # type: ignore[attr-defined]
-                  for w, m, i, t in zip(self.weights, self.members, img_parts, txt_parts))
+        k = len(self.members)
+        out = sum(self.weights[j] / n_views * np.asarray(  # type: ignore[attr-defined]
+                  self.members[j].predict_from_features(img_parts[v * k + j], txt_parts[j]), np.float64)
+                  for v in range(n_views) for j in range(k))
         return np.asarray(out, np.float32)
 
     # -- runtime -----------------------------------------------------------------------
@@ -122,9 +138,10 @@ def _split(x: np.ndarray | None, dims: list[int]) -> list[np.ndarray | None]:
     return np.split(x, np.cumsum(dims)[:-1], axis=1)
 
 
-def load_ensemble(paths: Sequence[str | Path], *, weights: Sequence[float] | None = None,
+def load_ensemble(paths: Sequence[str | Path], *, weights: Sequence[float] | None = None, hflip: bool = False,
                   device: str | torch.device = "cpu", batch_size: int = 8) -> EnsembleClassifier:
     """An :class:`EnsembleClassifier` of the checkpoints at ``paths`` (see :func:`load_classifier`)."""
     from prodlens.models.checkpoint import load_classifier
 
-    return EnsembleClassifier([load_classifier(p, device=device, batch_size=batch_size) for p in paths], weights)
+    return EnsembleClassifier([load_classifier(p, device=device, batch_size=batch_size) for p in paths], weights,
+                              hflip=hflip)
