@@ -95,7 +95,7 @@ def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dic
         cfg = TrainConfig(views=args.views, seed=args.seed, feature_cache=args.feature_cache,
                           batch_size=args.batch_size, lr=args.lr, patience=args.patience, epochs=args.epochs,
                           label_smoothing=args.label_smoothing, schedule=args.schedule,
-                          train_blocks=args.train_blocks, tail_lr_scale=args.tail_lr_scale)
+                          train_blocks=args.train_blocks if model != "text" else 0, tail_lr_scale=args.tail_lr_scale)
         tr = Trainer(model, image_backbone=args.image_backbone, text_backbone=text_backbone, head_cfg=head_opts.get(model), config=cfg, progress=False)
         tr.fit(train, val if args.select == "val" else None)
         clf = tr.classifier_
@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     ap.add_argument("--train-blocks", type=int, default=0,
-                    help="also train the image backbone's last N blocks on cached trunk maps (0: heads only)")
+                    help="also train the image backbone's last N blocks on cached trunk maps (0: heads only; "
+                         "the text model has none)")
     ap.add_argument("--tail-lr-scale", type=float, default=0.3)
     ap.add_argument("--jobs", type=int, default=1, help="label sets trained in parallel processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
