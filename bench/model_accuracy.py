@@ -95,7 +95,8 @@ def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dic
         cfg = TrainConfig(views=args.views, seed=args.seed, feature_cache=args.feature_cache,
                           batch_size=args.batch_size, lr=args.lr, patience=args.patience, epochs=args.epochs,
                           label_smoothing=args.label_smoothing, schedule=args.schedule,
-                          train_blocks=args.train_blocks if model != "text" else 0, tail_lr_scale=args.tail_lr_scale)
+                          train_blocks=args.train_blocks if model != "text" else 0, tail_lr_scale=args.tail_lr_scale,
+                          init_from=args.init_from if model != "text" else None)
         tr = Trainer(model, image_backbone=args.image_backbone, text_backbone=text_backbone, head_cfg=head_opts.get(model), config=cfg, progress=False)
         tr.fit(train, val if args.select == "val" else None)
         clf = tr.classifier_
@@ -109,14 +110,15 @@ def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dic
                    selection_top1=round(tr.metrics_["val_top1"], 4), seconds=round(time.perf_counter() - t0, 1))
         path = Path(args.runs) / setting / f"{name}.pt"
         save_checkpoint(clf, path, metrics={**tr.metrics_, "eval_val_top1": row["top1"], "eval_val_top5": row["top5"]},
-                        train_config=tr.config_.to_dict(), include_backbones=args.train_blocks > 0)
+                        train_config=tr.config_.to_dict(), include_backbones=args.train_blocks > 0 or bool(args.init_from))
         row["checkpoint"] = str(path)
         row["checkpoint_mb"] = round(path.stat().st_size / 1e6, 2)
         rows[name] = row
         log.info("%s %s: %s", setting, name, row)
     suffix = "" if args.select == "val" else " (train-fold selection)"
-    if args.image_backbone != "efficientnet_lite0" or args.train_blocks:
+    if args.image_backbone != "efficientnet_lite0" or args.train_blocks or args.init_from:
         tb = f", last {args.train_blocks} block(s) trained" if args.train_blocks else ""
+        tb += f", image backbone from {Path(args.init_from).name}" if args.init_from else ""
         suffix += f" [{args.image_backbone}, {args.views} views{tb}]"
     return f"{setting}/val{suffix}", rows, missing
 
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also train the image backbone's last N blocks on cached trunk maps (0: heads only; "
                          "the text model has none)")
     ap.add_argument("--tail-lr-scale", type=float, default=0.3)
+    ap.add_argument("--init-from", metavar="CKPT",
+                    help="image backbone from this trained checkpoint (two-stage: adapt with an image model first)")
     ap.add_argument("--jobs", type=int, default=1, help="label sets trained in parallel processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--ensemble", nargs="+", metavar="CKPT",
@@ -218,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/model_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
         mode = (f"fast (frozen trunk, last {args.train_blocks} image block(s) + heads trained)" if args.train_blocks
                 else "fast (frozen backbones, heads only)")
+        if args.init_from:
+            mode += f"; image backbone from {args.init_from}"
         setup = {"mode": mode, "image_backbone": args.image_backbone, "train_blocks": args.train_blocks,
                  "tail_lr_scale": args.tail_lr_scale, "schedule": args.schedule, "label_smoothing": args.label_smoothing,
                  "epochs": args.epochs,

@@ -218,6 +218,25 @@ def test_train_fast_mode_with_last_blocks(tiny, tmp_path):
     np.testing.assert_allclose(clf.predict_proba(imgs, [[]] * 3), res.classifier.predict_proba(imgs, [[]] * 3), atol=1e-5)
     rep = evaluate(clf, tiny.split("val"), progress=False)
     assert rep.top1 == pytest.approx(res.metrics["val_top1"])
+    # two-stage: a fusion head on the adapted backbone's (frozen) features
+    cfg2 = TrainConfig(views=1, epochs=3, batch_size=4, feature_cache=str(tmp_path / "fc"), init_from=str(res.checkpoint))
+    res2 = train_model(tiny.split("train"), tiny.split("val"), model="concat", backbone_cfg={"input_size": 64},
+                       text_backbone="char_ngrams", config=cfg2, out=tmp_path / "concat.pt", progress=False)
+    assert res2.classifier.image_backbone.cache_key == bb.cache_key
+    assert len(list((tmp_path / "fc").glob(f"{bb.cache_key}/*/*/*.npy"))) == 12 + 6, "features of the adapted backbone"
+    assert "image" in read_checkpoint(res2.checkpoint)["backbone_state"]
+    head_only = tmp_path / "head_only.pt"
+    from prodlens.models import save_checkpoint
+
+    save_checkpoint(res2.classifier, head_only)
+    from prodlens.models.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="has no trained image backbone"):
+        train_model(tiny.split("train"), tiny.split("val"), model="image", backbone_cfg={"input_size": 64},
+                    config=replace(cfg2, init_from=str(head_only)), progress=False)
+    with pytest.raises(CheckpointError, match="pass --image-backbone efficientnet_lite0"):
+        train_model(tiny.split("train"), tiny.split("val"), model="image", image_backbone="efficientnet_lite2",
+                    backbone_cfg={"input_size": 64, "pretrained": False}, config=cfg2, progress=False)
 
 
 def test_train_blocks_validation(tiny):

@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
         patience=args.patience, views=args.views, aug=AugmentConfig(**_parse_opts(args.aug_opt, "--aug-opt")),
         label_smoothing=args.label_smoothing, seed=args.seed, device=args.device, num_workers=args.workers,
         feature_cache=None if args.feature_cache == "none" else args.feature_cache,
-        train_blocks=args.train_blocks, tail_lr_scale=args.tail_lr_scale, schedule=args.schedule,
+        train_blocks=args.train_blocks, tail_lr_scale=args.tail_lr_scale, schedule=args.schedule, init_from=args.init_from,
     )
     out = Path(args.out)
     res = train_model(
@@ -123,6 +123,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-blocks", type=int, default=0,
                    help="fast mode: also train the image backbone's last N blocks on cached trunk maps (default 0: head only)")
     p.add_argument("--tail-lr-scale", type=float, default=0.1, help="learning rate of those blocks relative to --lr (default 0.3)")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="start the image backbone from this checkpoint's trained one (e.g. an image model trained "
+                        "with --train-blocks), then train this model on its features")
     p.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                    help="fast mode learning-rate schedule (cosine: warm-up, then decay over --epochs)")
     p.add_argument("--epochs", type=int, help="max epochs (fast 100, finetune 30)")

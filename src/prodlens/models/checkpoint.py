@@ -129,3 +129,34 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu", bat
     clf.train_config = dict(ckpt.get("train_config") or {})
     clf.eval()
     return clf.to(device)
+
+
+def init_image_backbone(clf: ProductClassifier, path: str | Path) -> ProductClassifier:
+    """Load the trained image backbone of the checkpoint at ``path`` into ``clf`` (in place).
+
+    For two-stage training: adapt the backbone with an image-only model (``train_blocks``
+    or ``mode="finetune"``), then train fusion heads on its features. The backbone names
+    and preprocessing must match.
+
+    >>> init_image_backbone(build_classifier("concat", classes), "runs/image_tb1.pt")  # doctest: +SKIP
+    """
+    ckpt = read_checkpoint(path)
+    state = (ckpt.get("backbone_state") or {}).get("image")
+    if state is None:
+        raise CheckpointError(f"{path}: has no trained image backbone (only head weights); train one with "
+                              "--train-blocks N or --mode finetune, or drop --init-from")
+    if clf.image_backbone is None:
+        raise CheckpointError(f"{path}: the model being trained ({clf.head_name}) reads no image, so there is "
+                              "no image backbone to start from it")
+    want, got = ckpt["spec"].get("image_backbone"), clf.spec.get("image_backbone")
+    if want != got:
+        raise CheckpointError(f"{path}: its image backbone is {want!r}, the model being trained uses {got!r}; "
+                              f"pass --image-backbone {want}")
+    if ckpt.get("preprocess") is not None and PreprocessConfig.from_dict(ckpt["preprocess"]) != clf.preprocess:
+        raise CheckpointError(f"{path}: trained with preprocessing {ckpt['preprocess']}, the model uses {clf.preprocess}")
+    try:
+        clf.image_backbone.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: image backbone weights do not fit ({e})") from None
+    clf.image_backbone.mark_trained()
+    return clf

@@ -50,6 +50,8 @@ class TrainConfig:
     tail_lr_scale: float = 0.3
     #: fast mode learning-rate schedule: "constant" or "cosine" (warm-up, then cosine decay over ``epochs``)
     schedule: str = "constant"
+    #: start the image backbone from this checkpoint's trained one (two-stage training)
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

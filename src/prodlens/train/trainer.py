@@ -31,7 +31,7 @@ from prodlens.data.images import load_image
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import ProductSample
 from prodlens.errors import BadInputError, ConfigError
-from prodlens.models.checkpoint import save_checkpoint
+from prodlens.models.checkpoint import init_image_backbone, save_checkpoint
 from prodlens.models.classifier import ProductClassifier, build_classifier
 from prodlens.models.preprocess import images_to_tensor
 from prodlens.train.augment import augment_image, view_rng
@@ -145,6 +145,8 @@ class Trainer:
             self.model, classes, image_backbone=self.image_backbone, text_backbone=self.text_backbone,
             head_cfg=self.head_cfg, backbone_cfg=self.backbone_cfg, device=cfg.device,
         )
+        if cfg.init_from:
+            init_image_backbone(clf, cfg.init_from)
         no_ocr = sum(s.ocr_tokens is None for s in train.samples + val.samples)
         if no_ocr and "text" in clf.modalities:
             log.warning("%d samples have no OCR result; they train/validate with empty text", no_ocr)
@@ -174,7 +176,7 @@ class Trainer:
             raise RuntimeError("call fit() before save()")
         return save_checkpoint(
             self.classifier_, path, metrics=self.metrics_, train_config=self.config_.to_dict(),
-            include_backbones=self.config_.mode == "finetune" or self.config_.train_blocks > 0,
+            include_backbones=self.config_.mode == "finetune" or self.config_.train_blocks > 0 or bool(self.config_.init_from),
         )
 
     # -- fast mode ---------------------------------------------------------------------
