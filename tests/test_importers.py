@@ -75,3 +75,22 @@ def test_bundled_sample(sample_ds):
     assert len(sample_ds.classes) == 10
     assert all(s.image_path.is_file() for s in sample_ds)
     assert all(c.iconic_image.is_file() and c.description for c in sample_ds.classes)
+
+
+def test_cli_import_grocery_packages_only(mini_grocery, tmp_path, sample_ds):
+    from prodlens.cli import main
+    from prodlens.data.manifest import read_dataset
+
+    src = sample_ds.samples[-1].image_path
+    rel = "train/Fruit/Apple/Granny-Smith/Granny-Smith_001.jpg"
+    (mini_grocery / rel).parent.mkdir(parents=True)
+    shutil.copyfile(src, mini_grocery / rel)
+    with open(mini_grocery / "classes.csv", "a") as f:
+        f.write("Granny-Smith,3,Apple,1,/iconic/x.jpg,/iconic/x.txt\n")
+    with open(mini_grocery / "train.txt", "a") as f:
+        f.write(f"{rel}, 3, 1\n")
+    assert main(["import-grocery", str(mini_grocery), "--out", str(tmp_path / "all"), "--splits", "train"]) == 0
+    assert "Granny-Smith" in read_dataset(tmp_path / "all").classes.names
+    assert main(["import-grocery", str(mini_grocery), "--out", str(tmp_path / "pk"), "--splits", "train", "--packages"]) == 0
+    pk = read_dataset(tmp_path / "pk")
+    assert len(pk.classes) == 3 and "Granny-Smith" not in pk.classes.names and len(pk) == 3

@@ -6,13 +6,15 @@ import argparse
 
 from prodlens.cli._common import add_parser
 from prodlens.data.folders import import_folders
-from prodlens.data.grocery import import_grocery_store
+from prodlens.data.grocery import import_grocery_store, package_classes
 from prodlens.data.manifest import read_dataset, write_dataset
 from prodlens.data.summary import dataset_summary
 
 
 def _import_grocery(args: argparse.Namespace) -> int:
     ds = import_grocery_store(args.root, tuple(args.splits), coarse=args.coarse, classes=args.classes)
+    if args.packages:
+        ds = ds.with_classes(package_classes(ds))
     path = write_dataset(ds, args.out)
     print(dataset_summary(ds))
     print(f"wrote {path}")
@@ -42,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test"])
     p.add_argument("--coarse", action="store_true", help="use the coarse classes as labels")
     p.add_argument("--classes", nargs="+", help="keep only these class names")
+    p.add_argument("--packages", action="store_true", help="keep only the packaged-product classes (the ones with text)")
     p.set_defaults(func=_import_grocery)
 
     p = add_parser(
