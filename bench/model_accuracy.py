@@ -28,6 +28,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     if not args.no_write:
         out = Path(args.out)
-        command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/model_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/model_accuracy.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         mode = (f"fast (frozen trunk, last {args.train_blocks} image block(s) + heads trained)" if args.train_blocks
                 else "fast (frozen backbones, heads only)")
         if args.init_from:
@@ -246,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             "notes": "top1/top5 are fractions on val. Keys without a suffix: early stopping on val (the paper protocol "
                      "allows it; slightly optimistic). '(train-fold selection)': early stopping on the last 10% of each "
                      "train class, val untouched. *_tta: mean of plain and left-right mirrored image. MODEL@BACKBONE "
-                     "rows use that text backbone instead of minilm.",
+                     "rows use that text backbone instead of minilm. '[..., last 1 block(s) trained]': the image backbone's last "
+                     "block trained with the head (--train-blocks); '[..., image backbone from X]': heads trained on the "
+                     "frozen backbone of checkpoint X (two-stage, --init-from); 'ensemble(...)': mean probability of the "
+                     "listed checkpoints (--ensemble), no training.",
             "runs": runs,
             "results": merged,
         }
