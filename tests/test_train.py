@@ -183,6 +183,7 @@ def test_train_finetune_mode_tiny(tiny, tmp_path):
     ck = read_checkpoint(res.checkpoint)
     assert set(ck["backbone_state"]) == {"image"} and ck["train_config"]["lr"] == 2e-5
     clf = load_classifier(res.checkpoint)
+    assert clf.image_backbone.weights_id.startswith("ft") and clf.image_backbone.cache_key == res.classifier.image_backbone.cache_key
     from prodlens.data.images import load_image
 
     img = [load_image(tiny.samples[0].image_path)]

@@ -274,6 +274,8 @@ class Trainer:
                 if stale >= cfg.patience:  # type: ignore[operator]
                     break
         clf.load_state_dict(best_state)
+        if clf.image_backbone is not None:
+            clf.image_backbone.mark_trained()  # its features must not be cached under the pretrained key
         clf.eval()
         return history
 
