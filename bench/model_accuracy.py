@@ -74,20 +74,41 @@ def val_probs(clf, val: Dataset, cache: FeatureCache, aug: AugmentConfig, seed: 
     return np.mean([clf.predict_from_features(img[:, j], txt) for j in range(len(views))], axis=0)
 
 
+def load_setting(args: argparse.Namespace, setting: str | None, n_classes: int = 0) -> tuple[str, Dataset, Dataset, int]:
+    """(label set, train, val, images without OCR), OCR attached from the cache.
+
+    ``setting=None`` picks the label set a model with ``n_classes`` classes was trained on.
+    """
+    full = import_grocery_store(args.data, ("train", "val"))
+    full, missing = attach_ocr(full, Path(args.ocr_cache), args.min_ocr_score)
+    if missing:
+        log.warning("%d images have no OCR cache entry; they get empty text", missing)
+    if setting is None:
+        setting = "fine81" if n_classes == len(full.classes.names) else "packages31"
+    ds = full if setting == "fine81" else full.with_classes(package_classes(full))
+    return setting, ds.split("train"), ds.split("val"), missing
+
+
+def score_row(probs_for, val: Dataset, classes: list[str]) -> dict:
+    """``top1``/``top5`` of ``probs_for(tta=False)`` and ``top1_tta``/``top5_tta`` of ``probs_for(tta=True)``."""
+    y = [classes.index(s.label) for s in val.samples]
+    row: dict = {}
+    for tta in (False, True):
+        rep = evaluate_probs(probs_for(tta), y, classes)
+        sfx = "_tta" if tta else ""
+        row[f"top1{sfx}"], row[f"top5{sfx}"] = round(rep.top1, 4), round(rep.top5, 4)
+    return row
+
+
 def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dict]) -> tuple[str, dict, int]:
     """Train and evaluate every model on one label set; returns (key, rows, images without OCR)."""
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    full = import_grocery_store(args.data, ("train", "val"))
-    full, missing = attach_ocr(full, Path(args.ocr_cache), args.min_ocr_score)
-    if missing:
-        log.warning("%d images have no OCR cache entry; they get empty text", missing)
+    _, train, val, missing = load_setting(args, setting)
     cache = FeatureCache(args.feature_cache)
     aug = AugmentConfig()
-    ds = full if setting == "fine81" else full.with_classes(package_classes(full))
-    train, val = ds.split("train"), ds.split("val")
     rows: dict[str, dict] = {}
     runs = [(m, tb) for i, tb in enumerate(args.text_backbones) for m in args.models if i == 0 or m != "image"]
     for model, text_backbone in runs:
@@ -101,17 +122,12 @@ def run_setting(setting: str, args: argparse.Namespace, head_opts: dict[str, dic
         tr = Trainer(model, image_backbone=args.image_backbone, text_backbone=text_backbone, head_cfg=head_opts.get(model), config=cfg, progress=False)
         tr.fit(train, val if args.select == "val" else None)
         clf = tr.classifier_
-        y = [clf.classes.index(s.label) for s in val.samples]
-        row: dict = {}
-        for tta in (False, True):
-            rep = evaluate_probs(val_probs(clf, val, cache, aug, args.seed, tta), y, clf.classes)
-            sfx = "_tta" if tta else ""
-            row[f"top1{sfx}"], row[f"top5{sfx}"] = round(rep.top1, 4), round(rep.top5, 4)
+        row = score_row(lambda tta: val_probs(clf, val, cache, aug, args.seed, tta), val, clf.classes)  # noqa: B023
         row.update(n_val=len(val), n_train=len(train), best_epoch=tr.best_epoch_, epochs_run=tr.metrics_["epochs_run"],
                    selection_top1=round(tr.metrics_["val_top1"], 4), seconds=round(time.perf_counter() - t0, 1))
         path = Path(args.runs) / setting / f"{name}.pt"
         save_checkpoint(clf, path, metrics={**tr.metrics_, "eval_val_top1": row["top1"], "eval_val_top5": row["top5"]},
-                        train_config=tr.config_.to_dict(), include_backbones=args.train_blocks > 0 or bool(args.init_from))
+                        train_config=tr.config_.to_dict(), include_backbones=tr.config_.changes_backbones)
         row["checkpoint"] = str(path)
         row["checkpoint_mb"] = round(path.stat().st_size / 1e6, 2)
         rows[name] = row
@@ -132,19 +148,10 @@ def run_ensemble(args: argparse.Namespace) -> tuple[str, dict, int]:
 
     torch.set_num_threads(args.threads)
     members = [load_classifier(p) for p in args.ensemble]
-    full = import_grocery_store(args.data, ("train", "val"))
-    full, missing = attach_ocr(full, Path(args.ocr_cache), args.min_ocr_score)
-    setting = "fine81" if len(members[0].classes) == len(full.classes.names) else "packages31"
-    ds = full if setting == "fine81" else full.with_classes(package_classes(full))
-    val = ds.split("val")
+    setting, _, val, missing = load_setting(args, None, len(members[0].classes))
     cache, aug = FeatureCache(args.feature_cache), AugmentConfig()
-    row: dict = {}
-    for tta in (False, True):
-        probs = np.mean([val_probs(m, val, cache, aug, args.seed, tta) for m in members], axis=0)
-        y = [members[0].classes.index(s.label) for s in val.samples]
-        rep = evaluate_probs(probs, y, members[0].classes)
-        sfx = "_tta" if tta else ""
-        row[f"top1{sfx}"], row[f"top5{sfx}"] = round(rep.top1, 4), round(rep.top5, 4)
+    row = score_row(lambda tta: np.mean([val_probs(m, val, cache, aug, args.seed, tta) for m in members], axis=0),
+                    val, members[0].classes)
     row.update(n_val=len(val), members=list(args.ensemble),
                member_top1=[round(float(m.metrics.get("eval_val_top1", float("nan"))), 4) for m in members])
     name = "ensemble(" + " + ".join(f"{m.head_name}:{m.spec.get('image_backbone')}" for m in members) + ")"

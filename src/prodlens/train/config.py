@@ -75,6 +75,12 @@ class TrainConfig:
             if v is not None and v <= 0:
                 raise ConfigError(f"{name} must be > 0, got {v}")
 
+    @property
+    def changes_backbones(self) -> bool:
+        """Whether the trained model's backbone weights differ from the shipped ones
+        (so its checkpoint must carry them)."""
+        return self.mode == "finetune" or self.train_blocks > 0 or bool(self.init_from)
+
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the mode's default."""
         d = MODE_DEFAULTS[self.mode]

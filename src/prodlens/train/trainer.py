@@ -176,7 +176,7 @@ class Trainer:
             raise RuntimeError("call fit() before save()")
         return save_checkpoint(
             self.classifier_, path, metrics=self.metrics_, train_config=self.config_.to_dict(),
-            include_backbones=self.config_.mode == "finetune" or self.config_.train_blocks > 0 or bool(self.config_.init_from),
+            include_backbones=self.config_.changes_backbones,
         )
 
     # -- fast mode ---------------------------------------------------------------------
