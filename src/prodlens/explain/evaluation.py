@@ -16,16 +16,9 @@ from collections.abc import Callable
 import numpy as np
 
 from prodlens.explain.interpretable import MultimodalInput
-from prodlens.models.base import Classifier
+from prodlens.models.base import FUSED_METHODS, Classifier, has_feature_path
 
 log = logging.getLogger(__name__)
-
-FUSED_METHODS = ("encode_images", "encode_texts", "predict_from_features")
-
-
-def has_feature_path(classifier: object) -> bool:
-    """Whether ``classifier`` exposes the optional encode-once methods."""
-    return all(callable(getattr(classifier, m, None)) for m in FUSED_METHODS)
 
 
 def _row_keys(rows: np.ndarray) -> list[bytes]:

@@ -35,8 +35,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from prodlens.explain.evaluation import FUSED_METHODS, has_feature_path
 from prodlens.explain.sampling import OrthogonalSampler, Sampler
+from prodlens.models.base import FUSED_METHODS, has_feature_path
 
 FALLBACKS = ("error", "joint")
 

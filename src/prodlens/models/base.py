@@ -30,3 +30,13 @@ class Classifier(Protocol):
     def predict_proba(
         self, images: Sequence[np.ndarray], token_lists: Sequence[Sequence[OcrToken]]
     ) -> np.ndarray: ...
+
+
+#: The optional encode-once methods of a fused classifier (prodlens' ``ProductClassifier``):
+#: explainers that find them encode each distinct image mask and each word mask once.
+FUSED_METHODS = ("encode_images", "encode_texts", "predict_from_features")
+
+
+def has_feature_path(classifier: object) -> bool:
+    """Whether ``classifier`` exposes the optional encode-once methods."""
+    return all(callable(getattr(classifier, m, None)) for m in FUSED_METHODS)

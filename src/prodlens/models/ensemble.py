@@ -23,9 +23,7 @@ import torch
 
 from prodlens.data.types import OcrToken
 from prodlens.errors import ConfigError
-from prodlens.models.base import Classifier
-
-_FUSED = ("encode_images", "encode_texts", "predict_from_features")
+from prodlens.models.base import FUSED_METHODS, Classifier, has_feature_path
 
 
 class EnsembleClassifier:
@@ -38,8 +36,9 @@ class EnsembleClassifier:
     >>> from prodlens.models.adapters import as_classifier
     >>> a = as_classifier(lambda im, tk: np.tile([0.8, 0.2], (len(im), 1)), ["x", "y"])
     >>> b = as_classifier(lambda im, tk: np.tile([0.2, 0.8], (len(im), 1)), ["x", "y"])
-    >>> EnsembleClassifier([a, b], weights=[3, 1]).predict_proba([np.zeros((4, 4, 3), np.uint8)], [[]]).round(2).tolist()
-    [[0.65, 0.35]]
+    >>> p = EnsembleClassifier([a, b], weights=[3, 1]).predict_proba([np.zeros((4, 4, 3), np.uint8)], [[]])
+    >>> [round(float(v), 2) for v in p[0]]
+    [0.65, 0.35]
     """
 
     def __init__(self, members: Sequence[Classifier], weights: Sequence[float] | None = None, *,
@@ -61,7 +60,7 @@ class EnsembleClassifier:
         self.weights = w / w.sum()
         self.hflip = bool(hflip)
         self.classes = classes
-        self._fused = all(all(callable(getattr(m, f, None)) for f in _FUSED) for m in members)
+        self._fused = all(has_feature_path(m) for m in members)
         #: Set by :meth:`use_runtime`; ``None``: never asked (the explainer may switch the members).
         self.runtime_choice: str | None = None
 
@@ -82,7 +81,7 @@ class EnsembleClassifier:
     def __getattr__(self, name: str) -> Any:
         # encode_images / encode_texts / predict_from_features exist only for fused members,
         # so that explainers that probe for them with getattr see the truth
-        if name in _FUSED and self.__dict__.get("_fused"):
+        if name in FUSED_METHODS and self.__dict__.get("_fused"):
             return getattr(self, f"_{name}")
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 

@@ -272,9 +272,7 @@ class ConcatImageBackbone(ImageBackbone):
     def split(self, k: int) -> tuple[nn.Module, nn.Module]:
         """Each part cut ``k`` blocks from its end; the trunk concatenates the parts' maps
         along channels (their spatial sizes must agree) and the tail splits them again."""
-        for p in self.parts:
-            p._check_split(k)
-        halves = [p.split(k) for p in self.parts]
+        halves = [p.split(k) for p in self.parts]  # each part checks k against its own blocks
         size = self.preprocess.input_size
         with torch.inference_mode():
             x = torch.zeros(1, 3, size, size, device=next(self.parameters()).device)
