@@ -277,6 +277,10 @@ def test_cli_train_and_evaluate(tiny, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "text: val top-1 1.0000" in out and "wrote" in out
+    defaults = TrainConfig()
+    recorded = read_checkpoint(ck)["train_config"]
+    assert (recorded["tail_lr_scale"], recorded["schedule"]) == (defaults.tail_lr_scale, defaults.schedule), \
+        "the CLI's defaults are TrainConfig's"
     rc = main(["evaluate", str(ck), str(data), "--split", "val", "--out", str(tmp_path / "ev")])
     assert rc == 0
     assert "| 6 | 100.0% | 100.0% | 100.0% |" in capsys.readouterr().out

@@ -122,7 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--views", type=int, default=8, help="fast mode: views per training image (1 plain + augmented)")
     p.add_argument("--train-blocks", type=int, default=0,
                    help="fast mode: also train the image backbone's last N blocks on cached trunk maps (default 0: head only)")
-    p.add_argument("--tail-lr-scale", type=float, default=0.1, help="learning rate of those blocks relative to --lr (default 0.3)")
+    p.add_argument("--tail-lr-scale", type=float, default=0.3,  # TrainConfig's default (not imported: keeps torch out of start-up)
+                   help="learning rate of those blocks relative to --lr (default %(default)s)")
     p.add_argument("--init-from", metavar="CKPT",
                    help="start the image backbone from this checkpoint's trained one (e.g. an image model trained "
                         "with --train-blocks), then train this model on its features")
