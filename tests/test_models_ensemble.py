@@ -88,6 +88,7 @@ def test_explainer_takes_an_ensemble():
     res = MultimodalLime(64, n_segments=10, runtime="torch", progress=False).explain(ens, image=imgs[0], tokens=toks[0])
     ex = res.predicted_explanation
     assert ex.n_superpixels >= 2 and ex.n_features == ex.n_superpixels + 1 and np.isfinite(ex.weights).all()
+    assert res.stats.get("n_image_encodes", 0) > 0, "the explainer took the ensemble's encode-once path"
 
 
 def test_cli_evaluate_several_checkpoints(tmp_path, capsys, sample_ds):
