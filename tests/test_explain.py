@@ -90,6 +90,7 @@ def lime(**kw) -> MultimodalLime:
     kw.setdefault("n_samples", 1000)
     kw.setdefault("early_stop", False)
     kw.setdefault("progress", False)
+    kw.setdefault("quality", False)  # these tests count the sampler's model calls; quality: test_explain_quality.py
     return MultimodalLime(**kw)
 
 
@@ -178,7 +179,7 @@ def test_cache_sends_each_distinct_row_once():
     clf = Additive(img, {0: 1.0}, {"MILK": 1.0})
     tokens = toy_tokens()[:1]
     ex = MultimodalLime(n_samples=500, segmenter="grid", segmenter_params={"rows": 2, "cols": 2},
-                        early_stop=False, progress=False)
+                        early_stop=False, progress=False, quality=False)
     res = ex.explain(clf, image=img, tokens=tokens)
     assert clf.rows_seen <= 2**5  # 4 superpixels + 1 token
     assert res.stats["n_requested"] == 500 and res.stats["n_model_rows"] == clf.rows_seen

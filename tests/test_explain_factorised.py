@@ -82,6 +82,7 @@ def photo() -> tuple[np.ndarray, tuple[OcrToken, ...]]:
 
 
 def lime(sampler, **kw) -> MultimodalLime:
+    kw.setdefault("quality", False)  # call counts of the sampler alone; quality: test_explain_quality.py
     return MultimodalLime(sampler=sampler, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID},
                           progress=False, **kw)
 
@@ -152,9 +153,10 @@ def test_sampler_by_name(photo):
 
 
 def test_grid_rows_cross_every_image_mask_with_every_text_mask():
-    g = FactorisedSampler(n_image=6, n_text=5).grid(12, 6, np.random.default_rng(0))
+    # capped below full rank, so that the grid keeps the asked-for sizes
+    g = FactorisedSampler(n_image=6, n_text=5, max_image=6, max_text=5).grid(12, 6, np.random.default_rng(0))
     rows = g.rows()
-    assert rows.shape == (30, 18) and rows[0].all()
+    assert rows.shape == (30, 18) and rows[0].all() and not g.full_rank
     assert len({r.tobytes() for r in rows}) == 30
     np.testing.assert_array_equal(rows[7, :12], g.image_masks[1])
     np.testing.assert_array_equal(rows[7, 12:], g.text_masks[2])
@@ -183,7 +185,8 @@ def test_sampler_validates(kw, match):
 def test_default_is_factorised_only_for_fused_models_with_words(photo):
     image, tokens = photo
     fused = LinearFused(image)
-    auto = MultimodalLime(n_samples=100, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID}, progress=False)
+    auto = MultimodalLime(n_samples=100, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID},
+                          progress=False, quality=False)
     res = auto.explain(fused, image=image, tokens=tokens)
     assert res.predicted_explanation.config["factorised"] == {"n_image": 100, "n_text": 16}  # min(512, n_samples)
     assert fused.image_encodes == 100 and res.n_samples == 1600

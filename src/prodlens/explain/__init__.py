@@ -5,7 +5,7 @@
 500
 """
 
-from prodlens.explain.evaluation import CachedEvaluator, has_feature_path
+from prodlens.explain.evaluation import CachedEvaluator, ModelOutputError, has_feature_path
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.factorised import (
     FactorGrid,

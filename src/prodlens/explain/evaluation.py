@@ -33,6 +33,21 @@ def _to_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+class ModelOutputError(ValueError):
+    """The classifier returned probabilities that cannot be explained (NaN, inf, wrong shape)."""
+
+
+def _check_finite(probs: np.ndarray, where: str) -> np.ndarray:
+    if not np.isfinite(probs).all():
+        bad = int((~np.isfinite(probs).all(1)).sum())
+        raise ModelOutputError(
+            f"{where} returned NaN or infinite probabilities for {bad} of {len(probs)} perturbed inputs; "
+            "LIME needs finite outputs: check the model on blank regions and on an empty word list "
+            "(e.g. a softmax over -inf logits, or a division by the number of words)"
+        )
+    return probs
+
+
 def _stack(items: list):
     if hasattr(items[0], "detach"):
         import torch
@@ -120,11 +135,11 @@ class CachedEvaluator:
         batch = self.inputs.to_inputs(rows, self.device)
         probs = _to_numpy(self.classifier.predict_proba(batch.images, batch.token_lists))
         if probs.shape != (len(rows), len(self.classifier.classes)):
-            raise ValueError(
+            raise ModelOutputError(
                 f"predict_proba returned shape {probs.shape}, expected ({len(rows)}, {len(self.classifier.classes)}) "
                 "(one row per input, one column per class in classifier.classes)"
             )
-        return probs
+        return _check_finite(probs, f"{type(self.classifier).__name__}.predict_proba")
 
     def _features(self, rows: np.ndarray, cache: dict, encode: Callable, counter: str) -> list:
         keys = _row_keys(rows)
@@ -165,7 +180,7 @@ class CachedEvaluator:
             p = clf.predict_from_features(_stack(img_f[s : s + step]), _stack(txt_f[s : s + step]))  # type: ignore[attr-defined]
             out.append(_to_numpy(p))
         self.n_model_rows += len(rows)
-        return np.concatenate(out)
+        return _check_finite(np.concatenate(out), f"{type(clf).__name__}.predict_from_features")
 
     def stats(self) -> dict:
         """Counts for the explanation's diagnostics."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from prodlens.data.types import OcrToken
+from prodlens.explain.quality import ExplanationQuality
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class Explanation:
     config: dict = field(default_factory=dict)
     #: the surrogate's prediction on the unperturbed input (compare with ``prediction``)
     surrogate_prediction: float | None = None
+    #: faithfulness, stability and fit scores (``None`` when the explainer skipped them)
+    quality: ExplanationQuality | None = None
+
+    @property
+    def flagged(self) -> bool | None:
+        """Whether the quality scores say "do not trust this" (``None``: not scored)."""
+        return None if self.quality is None else not self.quality.trusted
 
     @property
     def n_features(self) -> int:
@@ -100,6 +108,7 @@ class Explanation:
             "config": self.config,
             "image_share": self.image_share,
             "text_share": self.text_share,
+            "quality": None if self.quality is None else self.quality.to_dict(),
         }
         if include_segments:
             d["segments"] = np.asarray(self.segments).tolist()
@@ -110,6 +119,7 @@ class Explanation:
         """Inverse of :meth:`to_dict`; pass ``segments`` when the dict was saved without them."""
         seg = np.asarray(d["segments"], dtype=np.int32) if segments is None else np.asarray(segments)
         sp = d.get("surrogate_prediction")
+        q = d.get("quality")
         return cls(
             sample_id=d["sample_id"],
             target=int(d["target"]),
@@ -125,4 +135,5 @@ class Explanation:
             n_samples=int(d.get("n_samples", 0)),
             config=dict(d.get("config", {})),
             surrogate_prediction=None if sp is None else float(sp),
+            quality=None if q is None else ExplanationQuality.from_dict(q),
         )

@@ -19,6 +19,13 @@ and text effects are exactly balanced against each other.
   all of them are used, once each (exhaustive, exactly uniform); with zero tokens that
   is one (empty) mask and the grid is image-only sampling with ``n`` rows. The same
   cap applies to the image side for a handful of superpixels.
+* Each modality's design has full rank: after centring, ``k`` masks in complementary
+  pairs (the orthogonal sampler's fold-over) span at most ``k / 2 + 1`` directions, so
+  64 text masks cannot identify the weights of more than 32 words. The sampler grows a
+  modality's masks (to one whole fold-over block of the orthogonal design, then by
+  doubling) until the centred masks have rank ``T`` (resp. ``S``), up to ``max_text``
+  (``max_image``) masks; past that the explainer falls back to joint rows. What was
+  drawn is in :attr:`FactorGrid.design` and the explanation's ``config``.
 * The grid is fixed in size: runs with a factorised sampler do not stop early.
 
 A classifier without ``encode_images`` / ``encode_texts`` / ``predict_from_features``
@@ -63,6 +70,13 @@ class FactorGrid:
 
     image_masks: np.ndarray
     text_masks: np.ndarray
+    #: per modality: masks asked for and drawn, width, centred rank, full rank or not
+    design: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def full_rank(self) -> bool:
+        """Whether both modalities' centred designs have full rank (every weight identified)."""
+        return all(part.get("full_rank", True) for part in self.design.values())
 
     @property
     def n_image(self) -> int:
@@ -137,6 +151,62 @@ def distinct_masks(k: int, width: int, sampler: Sampler, rng: np.random.Generato
     return np.stack(out)
 
 
+def centred_rank(masks: np.ndarray) -> int:
+    """Rank of the column-centred on/off design: how many weights the rows can identify.
+
+    A row and its complement are one direction once centred, so complementary pairs
+    count once:
+
+    >>> z = OrthogonalSampler().sample(16, 6, np.random.default_rng(0))  # 8 complementary pairs
+    >>> centred_rank(z), centred_rank(z[:8])                             # all of them, 4 pairs
+    (6, 4)
+    """
+    m = np.asarray(masks, dtype=np.float64)
+    if m.size == 0 or m.shape[0] < 2:
+        return 0
+    return int(np.linalg.matrix_rank(m - m.mean(0)))
+
+
+def _fold_over_block(width: int) -> int:
+    """Rows in one whole fold-over block of :class:`OrthogonalSampler` for ``width`` features."""
+    m = 2
+    while m - 1 < width:
+        m *= 2
+    return 2 * m
+
+
+def full_rank_masks(k: int, width: int, sampler: Sampler, rng: np.random.Generator,
+                    max_k: int | None = None) -> tuple[np.ndarray, dict]:
+    """:func:`distinct_masks`, grown until the centred masks have rank ``width``.
+
+    Starts at ``k`` masks; while the rank falls short, tries one whole fold-over block
+    (``2m`` rows, the smallest Hadamard order ``m > width``: full rank for the orthogonal
+    sampler), then doubles, up to ``max_k`` masks (``None``: no cap). Returns the masks
+    and a record ``{"requested", "drawn", "width", "rank", "full_rank"}``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> masks, info = full_rank_masks(64, 40, OrthogonalSampler(), rng)
+    >>> masks.shape, info["rank"], info["full_rank"]
+    ((128, 40), 40, True)
+    >>> full_rank_masks(64, 40, OrthogonalSampler(), rng, max_k=64)[1]["full_rank"]
+    False
+    """
+    n = int(k)
+    while True:
+        masks = distinct_masks(n, width, sampler, rng)
+        rank = centred_rank(masks) if width else 0
+        full = rank >= width
+        if full or len(masks) < n or (max_k is not None and n >= max_k):  # full, or every pattern used, or capped
+            break
+        block = _fold_over_block(width)
+        n = block if n < block else 2 * n
+        if max_k is not None:
+            n = min(n, int(max_k))
+    info = {"requested": int(k), "drawn": int(len(masks)), "width": int(width), "rank": int(rank),
+            "full_rank": bool(full)}
+    return masks, info
+
+
 @dataclass(frozen=True)
 class FactorisedSampler:
     """Cross ``n_image`` image masks with ``n_text`` text masks (see the module docstring).
@@ -154,13 +224,21 @@ class FactorisedSampler:
         For a classifier without per-modality encoders: ``"error"`` (default) raises
         :class:`FactorisedSamplingError`; ``"joint"`` explains it with ``n_image +
         n_text`` ordinary joint rows (``joint_sampler``), the same number of model calls.
+    max_image, max_text:
+        Most masks a modality may grow to for a full-rank design (see the module
+        docstring); a grid that still falls short is explained with joint rows instead.
 
-    >>> s = FactorisedSampler(n_image=8, n_text=16)
+    >>> s = FactorisedSampler(n_image=32, n_text=16)
     >>> g = s.grid(n_superpixels=10, n_tokens=3, rng=np.random.default_rng(0))
     >>> g.n_image, g.n_text, g.rows().shape          # 2**3 = 8 text masks at most
-    (8, 8, (64, 13))
+    (32, 8, (256, 13))
     >>> s.grid(10, 0, np.random.default_rng(0)).rows().shape  # no OCR words: image-only
-    (8, 10)
+    (32, 10)
+    >>> FactorisedSampler(n_image=8).grid(10, 0, np.random.default_rng(0)).n_image  # 8 masks: rank < 10, grown
+    32
+    >>> g = FactorisedSampler(n_image=256, n_text=64).grid(100, 40, np.random.default_rng(0))
+    >>> g.n_text, g.design["text"]["rank"], g.full_rank      # 40 words: 128 text masks, rank 40
+    (128, 40, True)
     """
 
     n_image: int = 256
@@ -169,9 +247,11 @@ class FactorisedSampler:
     text_sampler: Sampler = field(default_factory=OrthogonalSampler)
     fallback: str = "error"
     joint_sampler: Sampler = field(default_factory=OrthogonalSampler)
+    max_image: int = 2048
+    max_text: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("n_image", "n_text"):
+        for name in ("n_image", "n_text", "max_image", "max_text"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1 (masks, the all-on one included), got {v!r}")
@@ -186,10 +266,11 @@ class FactorisedSampler:
         return int(self.n_image + self.n_text)
 
     def grid(self, n_superpixels: int, n_tokens: int, rng: np.random.Generator) -> FactorGrid:
-        """Image masks, then text masks, from the one ``rng`` of the run."""
-        img = distinct_masks(int(self.n_image), n_superpixels, self.image_sampler, rng)
-        txt = distinct_masks(int(self.n_text), n_tokens, self.text_sampler, rng)
-        return FactorGrid(img, txt)
+        """Image masks, then text masks, from the one ``rng`` of the run, each grown to a
+        full-rank design (:func:`full_rank_masks`); :attr:`FactorGrid.design` records it."""
+        img, img_info = full_rank_masks(int(self.n_image), n_superpixels, self.image_sampler, rng, self.max_image)
+        txt, txt_info = full_rank_masks(int(self.n_text), n_tokens, self.text_sampler, rng, self.max_text)
+        return FactorGrid(img, txt, design={"image": img_info, "text": txt_info})
 
     def check(self, classifier: object) -> bool:
         """``True`` if ``classifier`` can be explained factorised; ``False`` means use the

@@ -36,10 +36,11 @@ from tqdm.auto import tqdm
 from prodlens.data.images import load_image
 from prodlens.data.types import ClassList, OcrToken, ProductSample
 from prodlens.explain.evaluation import CachedEvaluator, has_feature_path
-from prodlens.explain.factorised import FactorGrid, FactorisedSampler, GridSampler
+from prodlens.explain.factorised import FactorGrid, FactorisedSampler, GridSampler, full_rank_masks
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.interpretable import Fill, MultimodalInput, work_size
 from prodlens.explain.kernels import ExponentialKernel, Kernel
+from prodlens.explain.quality import QualityCheck
 from prodlens.explain.result import SampleExplanations
 from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, PairedSampler, Sampler
 from prodlens.explain.segmentation import Segmenter, SlicSegmenter, make_segmenter, relabel_contiguous
@@ -152,6 +153,12 @@ class MultimodalLime:
         features within float rounding at ~1.8x less time per perturbed image on an idle CPU
         (:mod:`prodlens.models.runtime`). ``"torch"`` leaves the classifier alone;
         ``"onnxruntime"`` insists. Other classifiers are never touched.
+    quality:
+        ``True`` (default) scores every explanation with
+        :class:`~prodlens.explain.quality.QualityCheck` (deletion / insertion curves
+        against a random order, bootstrap stability, surrogate fit; about 28 more model
+        rows per sample) and flags the ones not to trust; pass a ``QualityCheck`` to set
+        its thresholds, ``False`` to skip it.
     seed:
         The one seed of the run (a ``numpy.random.Generator``): same seed, same weights.
 
@@ -194,6 +201,7 @@ class MultimodalLime:
         resolution: str | int | None = "auto",
         cache: bool = True,
         runtime: str = "auto",
+        quality: bool | QualityCheck = True,
         seed: int = 0,
         progress: bool | None = None,
     ) -> None:
@@ -212,6 +220,7 @@ class MultimodalLime:
         self.resolution = resolution
         self.cache = cache
         self.runtime = runtime
+        self.quality = quality
         self.seed = seed
         self.progress = progress
 
@@ -246,6 +255,15 @@ class MultimodalLime:
         sampler = self._sampler(stop)
         return seg, sampler, kernel, surrogate, stop
 
+    def _quality_check(self) -> QualityCheck | None:
+        if self.quality is True:
+            return QualityCheck()
+        if self.quality is False or self.quality is None:
+            return None
+        if isinstance(self.quality, QualityCheck):
+            return self.quality
+        raise ValueError(f"quality must be True, False or a QualityCheck, got {self.quality!r}")
+
     def _sampler(self, stop: EarlyStopping | None) -> Sampler | GridSampler:
         spec = self.sampler
         if spec == "auto":
@@ -266,21 +284,32 @@ class MultimodalLime:
 
     @staticmethod
     def _rows(sampler: Sampler | GridSampler, classifier: object, x: MultimodalInput, n_samples: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, FactorGrid | None, bool]:
+              rng: np.random.Generator) -> tuple[np.ndarray, FactorGrid | None, bool, dict]:
         """The run's on/off rows (row 0 the unperturbed input), the grid of a factorised run,
-        and whether the rows are a fixed budget (a grid or its joint fallback: no early stop)."""
+        whether the rows are a fixed budget (a grid or its joint fallback: no early stop),
+        and what the design was (``config["design"]``)."""
+        design: dict[str, Any] = {}
         if isinstance(sampler, GridSampler):
             if not isinstance(sampler, FactorisedSampler) or sampler.check(classifier):
                 grid = sampler.grid(x.n_superpixels, x.n_tokens, rng)
-                return grid.rows(), grid, True
+                if grid.full_rank or not isinstance(sampler, FactorisedSampler):
+                    return grid.rows(), grid, True, dict(grid.design)
+                # a modality's masks could not reach full rank within max_image / max_text
+                n_joint = max(grid.n_image + grid.n_text, 2 * (x.n_features + 1))
+                log.warning("%d image x %d text masks do not identify %d + %d weights: %d joint rows instead",
+                            grid.n_image, grid.n_text, x.n_superpixels, x.n_tokens, n_joint)
+                design = {**grid.design, "fallback": "joint: the factorised grid was rank-deficient"}
+                masks, _ = full_rank_masks(n_joint, x.n_features, sampler.joint_sampler, rng)
+                return masks, None, True, design
             log.info("%s has no per-modality encoders: %d joint rows instead of a factorised grid",
                      type(classifier).__name__, sampler.encoder_budget)
+            design = {"fallback": "joint: the classifier has no per-modality encoders"}
             sampler, n_samples, fixed = sampler.joint_sampler, sampler.encoder_budget, True
         else:
             fixed = False
         # the sampler's rows follow row 0, so chunks of an even size keep a paired sampler's pairs whole
         rows = np.vstack([np.ones((1, x.n_features), bool), sampler.sample(n_samples - 1, x.n_features, rng).astype(bool)])
-        return rows, None, fixed
+        return rows, None, fixed, design
 
     def _work_size(self, classifier: object, shape: tuple[int, ...]) -> tuple[int, int]:
         if self.resolution is None:
@@ -331,6 +360,7 @@ class MultimodalLime:
         """
         t0 = time.perf_counter()
         seg_fn, sampler, kernel, surrogate, stop = self._parts()
+        check = self._quality_check()
         if sample is None and image is None:
             raise ValueError("give a ProductSample or an image (with tokens) to explain")
         if image is None:
@@ -355,7 +385,7 @@ class MultimodalLime:
 
         rng = np.random.default_rng(self.seed)
         sampler = self._auto_factorised(sampler, classifier, x.n_tokens)
-        rows, grid, fixed = self._rows(sampler, classifier, x, int(self.n_samples), rng)
+        rows, grid, fixed, design = self._rows(sampler, classifier, x, int(self.n_samples), rng)
         if fixed:
             stop = None
         n_total = len(rows)
@@ -390,15 +420,29 @@ class MultimodalLime:
                 if stop is not None and n_done < n_total:
                     refit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
                     history.append(refit.coef)
-                    if stop.should_stop(history, n_done):
+                    # never stop while some weights are set by the penalty rather than the data
+                    identified = refit.rank is None or refit.rank >= x.n_features
+                    if identified and stop.should_stop(history, n_done):
                         fit = refit
         finally:
             bar.close()
         stopped_early = fit is not None
+        y_fit = np.concatenate(ys)
         if fit is None:
-            fit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
-        seconds = time.perf_counter() - t0
+            fit = surrogate.fit(rows[:n_done], y_fit, weights[:n_done])
         stats = ev.stats()
+        if fit.rank is not None:
+            design.update(rank=int(fit.rank), n_features=int(x.n_features), full_rank=bool(fit.rank >= x.n_features))
+            if fit.rank < x.n_features:
+                log.warning("%s: %d rows identify only %d of %d weights (the rest come from the ridge penalty); "
+                            "raise n_samples", sid, n_done, fit.rank, x.n_features)
+        qualities: list = [None] * len(tgt)
+        if check is not None:
+            ev.progress = None
+            qualities = check.assess(
+                ev, surrogate, rows[:n_done], y_fit, weights[:n_done], fit.coef, fit.score, fit.local_prediction,
+                probs0[tgt], tgt, rng, grid_shape=(grid.n_image, grid.n_text) if grid is not None else None)
+        seconds = time.perf_counter() - t0
         if stopped_early:
             log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, n_done, self.n_samples)  # type: ignore[union-attr]
 
@@ -413,6 +457,8 @@ class MultimodalLime:
             "stopped_early": stopped_early,
             "batch_size": self.batch_size,
             "work_size": [int(size[0]), int(size[1])],
+            "design": design,
+            "quality": _describe(check) if check is not None else False,
             **stats,
         }
         if grid is not None:
@@ -433,6 +479,7 @@ class MultimodalLime:
                 n_samples=int(n_done),
                 config={**config, "role": roles[int(t)]},
                 surrogate_prediction=float(fit.local_prediction[j]),
+                quality=qualities[j],
             )
             for j, t in enumerate(tgt)
         )

@@ -14,12 +14,28 @@ class SurrogateFit:
 
     ``coef`` is ``(k, F)``; ``intercept``, ``score`` (weighted R^2 on the fitted
     rows) and ``local_prediction`` (the surrogate at the all-on row) are ``(k,)``.
+    ``rank`` is the rank of the weighted, centred design: below ``F`` some weights are
+    set by the penalty, not by the data (``None`` when the surrogate does not tell).
     """
 
     coef: np.ndarray
     intercept: np.ndarray
     score: np.ndarray
     local_prediction: np.ndarray
+    rank: int | None = None
+
+
+def design_rank(gram: np.ndarray) -> int:
+    """Numerical rank of a symmetric positive semi-definite (centred, weighted) Gram matrix.
+
+    >>> X = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], float); Xc = X - X.mean(0)
+    >>> design_rank(Xc.T @ Xc)   # the two columns are complements: one direction
+    1
+    """
+    if gram.size == 0:
+        return 0
+    ev = np.linalg.eigvalsh(gram)
+    return int((ev > max(float(ev.max()), 0.0) * gram.shape[0] * 1e-10).sum()) if ev.max() > 0 else 0
 
 
 @runtime_checkable
@@ -74,27 +90,30 @@ class RidgeSurrogate:
             y = y[:, None]
         w = np.asarray(sample_weight, dtype=np.float64)
         if self.solver == "closed_form":
-            coef, intercept = self._closed_form(X, y, w)
+            coef, intercept, rank = self._closed_form(X, y, w)
         elif self.solver == "sklearn":
             from sklearn.linear_model import Ridge
 
             model = Ridge(alpha=self.alpha, fit_intercept=True).fit(X, y, sample_weight=w)
             coef = np.atleast_2d(model.coef_)
             intercept = np.atleast_1d(model.intercept_)
+            Xc = X - (w @ X) / w.sum()
+            rank = design_rank(Xc.T @ (Xc * w[:, None]))
         else:
             raise ValueError(f"solver must be 'closed_form' or 'sklearn', got {self.solver!r}")
         pred = X @ coef.T + intercept
         score = weighted_r2(y, pred, w)
         local = coef.sum(1) + intercept
-        return SurrogateFit(coef, intercept, score, local)
+        return SurrogateFit(coef, intercept, score, local, rank)
 
-    def _closed_form(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _closed_form(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         sw = w.sum()
         xm = (w @ X) / sw
         ym = (w @ y) / sw
         Xc = X - xm
         Xw = Xc * w[:, None]
         A = Xc.T @ Xw
+        rank = design_rank(A)
         A[np.diag_indices_from(A)] += self.alpha
         B = Xw.T @ (y - ym)
         try:
@@ -102,4 +121,4 @@ class RidgeSurrogate:
         except np.linalg.LinAlgError:
             beta = np.linalg.lstsq(A, B, rcond=None)[0]
         coef = beta.T
-        return coef, ym - xm @ beta
+        return coef, ym - xm @ beta, rank

@@ -54,6 +54,7 @@ from sqlalchemy.pool import StaticPool
 
 from prodlens.data.types import ProductSample
 from prodlens.explain.explanation import Explanation
+from prodlens.explain.quality import ExplanationQuality
 from prodlens.store import codec, schema
 from prodlens.store._util import chunks as _chunks
 from prodlens.store._util import now as _now
@@ -105,8 +106,12 @@ def package_versions(names: Iterable[str] = VERSION_PACKAGES) -> dict[str, str]:
 #: Explanation fields with a column of their own; any other field goes to ``extra``.
 _COLUMN_FIELDS = frozenset({
     "sample_id", "target", "target_name", "weights", "intercept", "score", "prediction",
-    "segments", "tokens", "n_superpixels", "seed", "n_samples", "config",
+    "segments", "tokens", "n_superpixels", "seed", "n_samples", "config", "quality",
 })
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
 
 
 def _extra_dumps(e: Explanation) -> str | None:
@@ -212,7 +217,7 @@ class Store(MatchingTables):
         sample image paths are resolved against.
 
         >>> Store.open(":memory:").schema_version
-        2
+        3
         """
         if not create and "://" not in str(target) and str(target) != ":memory:":
             if not Path(target).expanduser().is_file():
@@ -637,6 +642,10 @@ class Store(MatchingTables):
             "image_share": float(e.image_share),
             "extra": _extra_dumps(e),
             "created_at": _now(),
+            "quality": None if e.quality is None else codec.dumps(e.quality.to_dict()),
+            "faithfulness": None if e.quality is None else _finite_or_none(e.quality.faithfulness),
+            "stability": None if e.quality is None else _finite_or_none(e.quality.stability),
+            "flagged": e.flagged,
         }
 
     _EXPLANATION_KEY = ("run_id", "sample_id", "target", "config_key")
@@ -682,6 +691,7 @@ class Store(MatchingTables):
             seed=r.seed,
             n_samples=r.n_samples,
             config=codec.loads(r.config, {}),
+            quality=None if r.quality is None else ExplanationQuality.from_dict(codec.loads(r.quality)),
             **_extra_loads(r.extra),
         )
 

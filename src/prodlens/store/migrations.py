@@ -12,7 +12,7 @@ Migration 1 therefore keeps its own frozen copy of the first tables.
 >>> from sqlalchemy import create_engine
 >>> engine = create_engine("sqlite://")
 >>> migrate(engine)
-[1, 2]
+[1, 2, 3]
 >>> migrate(engine)
 []
 """
@@ -210,10 +210,40 @@ def _v2_match_tables(conn: Connection) -> None:
         md.tables[name].create(conn)
 
 
+def _add_column(conn: Connection, table: str, column: Column) -> None:
+    type_sql = column.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column.name} {type_sql}"))
+
+
+def _v3_quality_and_sanity(conn: Connection) -> None:
+    """Frozen: explanation quality scores, sanity-check results. Do not edit; add a migration."""
+    for col in (Column("quality", Text), Column("faithfulness", Double), Column("stability", Double),
+                Column("flagged", Boolean)):
+        _add_column(conn, "explanations", col)
+    md = MetaData()
+    fk = {"ondelete": "CASCADE"}
+    Table("runs", md, Column("id", Integer, primary_key=True))
+    Table("samples", md, Column("id", String(300), primary_key=True))
+    Table(
+        "sanity_results", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("run_id", Integer, ForeignKey("runs.id", **fk), nullable=False),
+        Column("sample_id", String(300), ForeignKey("samples.id"), nullable=False),
+        Column("target_name", String(200), nullable=False),
+        Column("randomised", String(40), nullable=False),
+        Column("spearman", Double, nullable=False),
+        Column("spearman_abs", Double, nullable=False),
+        Column("top_k_overlap", Double, nullable=False),
+        Column("payload", Text, nullable=False),
+        UniqueConstraint("run_id", "sample_id", "randomised", name="uq_sanity_results_key"),
+    ).create(conn)
+
+
 #: Every migration, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial),
     Migration(2, "match queries and explanations", _v2_match_tables),
+    Migration(3, "explanation quality scores and sanity checks", _v3_quality_and_sanity),
 )
 LATEST = MIGRATIONS[-1].version
 

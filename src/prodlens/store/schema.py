@@ -99,6 +99,11 @@ explanations = Table(
     Column("image_share", Double, nullable=False),
     Column("extra", Text),  # JSON: Explanation fields without a column of their own
     Column("created_at", String(40), nullable=False),
+    # quality scores (migration 3): NULL when the explanation was not scored
+    Column("quality", Text),  # JSON: ExplanationQuality.to_dict()
+    Column("faithfulness", Double),
+    Column("stability", Double),
+    Column("flagged", Boolean),
     UniqueConstraint("run_id", "sample_id", "target", "config_key", name="uq_explanations_key"),
     Index("ix_explanations_run_target", "run_id", "target_name"),
     Index("ix_explanations_run_sample", "run_id", "sample_id"),
@@ -194,3 +199,19 @@ match_explanations = Table(
 #: Tables holding one run's results, children first (the order to delete in).
 RUN_TABLES = (match_explanations, match_queries, match_results, deletion_results, global_features, explanations,
               predictions)
+
+#: model-randomisation sanity checks (``prodlens sanity``): one row per photo and randomisation
+sanity_results = Table(
+    "sanity_results",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", **_run_fk), nullable=False),
+    Column("sample_id", String(300), ForeignKey("samples.id"), nullable=False),
+    Column("target_name", String(200), nullable=False),
+    Column("randomised", String(40), nullable=False),  # what was re-initialised: "head", "head+blocks1", ...
+    Column("spearman", Double, nullable=False),  # rank correlation of the signed weights
+    Column("spearman_abs", Double, nullable=False),  # ... of |weights|
+    Column("top_k_overlap", Double, nullable=False),  # share of the trained model's top-k kept
+    Column("payload", Text, nullable=False),  # JSON: both weight vectors, settings
+    UniqueConstraint("run_id", "sample_id", "randomised", name="uq_sanity_results_key"),
+)
