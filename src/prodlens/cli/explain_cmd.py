@@ -37,6 +37,7 @@ def run_explain(
     n_segments: int = 100,
     fill: str = "mean",
     runtime: str = "auto",
+    quality: bool = True,
 ) -> dict[str, Any]:
     """Explain ``sample_id`` of the dataset with the checkpoint; write PNGs and JSON to ``out``.
 
@@ -68,7 +69,7 @@ def run_explain(
     image = load_image(sample.image_path)
     explainer = MultimodalLime(
         n_samples=samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
-        batch_size=batch_size, seed=seed, progress=None, runtime=runtime,
+        batch_size=batch_size, seed=seed, progress=None, runtime=runtime, quality=quality,
     )
     try:
         result = explainer.explain(clf, sample, image=image, targets=classes or (), true_label=true_label)
@@ -93,7 +94,7 @@ def _explain(args: argparse.Namespace) -> int:
         info = run_explain(
             args.checkpoint, args.dataset, args.sample, args.out, classes=args.classes, samples=args.samples,
             seed=args.seed, fixed=args.fixed, batch_size=args.batch_size, n_segments=args.segments, fill=args.fill,
-            runtime=args.runtime,
+            runtime=args.runtime, quality=not args.no_quality,
         )
     except UnknownClassError as e:
         raise ProdlensError(f"--class: {e}") from None
@@ -105,6 +106,12 @@ def _explain(args: argparse.Namespace) -> int:
         top = ", ".join(e.feature_name(i) for i in e.top_features(5, positive_only=True))
         print(f"  {e.target_name} [{e.config['role']}]: R^2 {e.score:.3f}, image {e.image_share:.0%} / "
               f"text {e.text_share:.0%}; top: {top or '-'}")
+        if e.quality is not None:
+            q = e.quality
+            verdict = "ok" if q.trusted else "FLAGGED: " + ", ".join(q.flags)
+            print(f"    quality: faithfulness {q.faithfulness:+.3f} (deletion AUC {q.deletion_auc:.3f} vs random "
+                  f"{q.random_deletion_auc:.3f}, insertion {q.insertion_auc:.3f} vs {q.random_insertion_auc:.3f}), "
+                  f"stability {q.stability:.2f}, local error {q.local_error:.3f} - {verdict}")
     print(f"  {res.n_samples} perturbations{' (stopped early)' if res.stopped_early else ''}, {res.seconds:.1f}s")
     print(f"wrote {info['json']} and {sum(len(v) for v in info['pngs'].values())} PNGs to {args.out}")
     return 0
@@ -130,4 +137,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
                    help="image network runtime: auto = ONNX Runtime on the CPU (same outputs, ~1.8x cheaper), else PyTorch")
     p.add_argument("--out", required=True, help="folder for the PNGs and the JSON")
+    p.add_argument("--no-quality", action="store_true",
+                   help="skip the quality scores (deletion/insertion vs random, stability, fit; ~28 model rows)")
     p.set_defaults(func=_explain)

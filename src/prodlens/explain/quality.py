@@ -154,18 +154,19 @@ class ExplanationQuality:
 
 
 def symmetric_steps(n_features: int, n_steps: int) -> np.ndarray:
-    """Feature counts ``0 = j_0 < ... < j_K = F`` with ``j_{K-s} = F - j_s`` (``K = min(n_steps, F)``).
+    """Feature counts from ``0`` to ``F`` in about ``K = min(n_steps, F)`` steps, closed under ``j -> F - j``.
 
-    The symmetry lets a random order's insertion curve reuse its deletion masks.
+    The symmetry lets a random order's insertion curve reuse its deletion masks. With an
+    even ``K`` and an odd ``F`` the middle step is split in two (``F // 2`` and ``F - F // 2``).
 
-    >>> symmetric_steps(7, 4).tolist(), symmetric_steps(2, 10).tolist()
-    ([0, 2, 4, 5, 7], [0, 1, 2])
+    >>> symmetric_steps(7, 4).tolist(), symmetric_steps(2, 10).tolist(), len(symmetric_steps(36, 10))
+    ([0, 2, 3, 4, 5, 7], [0, 1, 2], 11)
     """
     F = int(n_features)
     K = max(1, min(int(n_steps), F))
-    half = [int(round(s * F / K)) for s in range(K // 2 + 1)]
-    out = half + [F - half[K - s] for s in range(K // 2 + 1, K + 1)]
-    return np.asarray(sorted(set(out)), dtype=np.int64)
+    lower = [int(round(s * F / K)) for s in range((K + 1) // 2)]  # the steps below the middle
+    middle = [F // 2, F - F // 2] if K % 2 == 0 else []
+    return np.asarray(sorted(set(lower + [F - j for j in lower] + middle)), dtype=np.int64)
 
 
 def _keep_rows(order: np.ndarray, counts: np.ndarray, n_features: int, keep_first: bool) -> np.ndarray:

@@ -12,7 +12,7 @@ given and what is allowed (close spellings suggested), before any work starts.
 Traceback (most recent call last):
 ...
 prodlens.pipeline.config.ConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'samples'? \
-Allowed: split, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device
+Allowed: split, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ class ExplainConfig:
     targets: str = "auto"
     resolution: str = "auto"
     device: str = "cpu"
+    #: score every explanation (faithfulness, stability, fit; prodlens.explain.quality)
+    quality: bool = True
 
     def __post_init__(self) -> None:
         _check("explain", self.limit >= 0, "limit", "an int >= 0 (0 explains every photo of the split)", self.limit)
@@ -144,6 +146,7 @@ class ExplainConfig:
             "n_samples": self.samples, "n_segments": self.segments, "fill": self.fill,
             "early_stop": self.early_stop, "batch_size": self.batch_size, "seed": seed,
             "resolution": None if self.resolution == "full" else self.resolution, "progress": False,
+            "quality": bool(self.quality),
         }
 
 
