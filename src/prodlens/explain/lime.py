@@ -437,12 +437,15 @@ class MultimodalLime:
                 log.warning("%s: %d rows identify only %d of %d weights (the rest come from the ridge penalty); "
                             "raise n_samples", sid, n_done, fit.rank, x.n_features)
         qualities: list = [None] * len(tgt)
+        t_quality = time.perf_counter()
         if check is not None:
             ev.progress = None
             qualities = check.assess(
                 ev, surrogate, rows[:n_done], y_fit, weights[:n_done], fit.coef, fit.score, fit.local_prediction,
-                probs0[tgt], tgt, rng, grid_shape=(grid.n_image, grid.n_text) if grid is not None else None)
+                probs0[tgt], tgt, rng, grid=grid)
         seconds = time.perf_counter() - t0
+        if check is not None:
+            stats["quality_seconds"] = round(time.perf_counter() - t_quality, 4)
         if stopped_early:
             log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, n_done, self.n_samples)  # type: ignore[union-attr]
 

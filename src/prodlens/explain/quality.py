@@ -40,7 +40,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from prodlens.explain.surrogate import Surrogate
+from prodlens.explain.factorised import FactorGrid
+from prodlens.explain.surrogate import RidgeSurrogate, Surrogate, ridge_grid_coef
 
 #: names of the flags, in the order they are checked
 FLAGS = ("unfaithful", "unstable", "poor_fit", "off_target")
@@ -283,19 +284,31 @@ class QualityCheck:
         return counts / max(F, 1), out
 
     def stability(self, surrogate: Surrogate, rows: np.ndarray, y: np.ndarray, weights: np.ndarray,
-                  rng: np.random.Generator, grid_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
+                  rng: np.random.Generator, grid: FactorGrid | None = None) -> tuple[np.ndarray, int]:
         """Expected top-k overlap of two seeds per target, from bootstrap refits; and the k used.
 
-        ``grid_shape=(n_image, n_text)`` resamples a factorised grid's image and text masks
-        independently (rows are image-major); otherwise rows are resampled.
+        For a factorised ``grid`` its image and text masks are resampled independently
+        (rows are image-major), and a closed-form ridge surrogate is refitted from the
+        grid's blocks (:func:`~prodlens.explain.surrogate.ridge_grid_coef`: the same
+        fit, without the rows); otherwise rows are resampled.
         """
         n, F = rows.shape
         k = min(self.top_k, max(1, F // 2))
+        fast = (grid is not None and isinstance(surrogate, RidgeSurrogate) and surrogate.solver == "closed_form"
+                and grid.n_rows == n)
         tops = []
         for _ in range(self.n_bootstrap):
-            if grid_shape is not None:
-                a = np.bincount(rng.integers(0, grid_shape[0], grid_shape[0]), minlength=grid_shape[0])
-                b = np.bincount(rng.integers(0, grid_shape[1], grid_shape[1]), minlength=grid_shape[1])
+            if grid is not None and grid.n_rows == n:
+                a = np.bincount(rng.integers(0, grid.n_image, grid.n_image), minlength=grid.n_image)
+                b = np.bincount(rng.integers(0, grid.n_text, grid.n_text), minlength=grid.n_text)
+                if fast:
+                    ia, jb = a > 0, b > 0
+                    wm = (weights.reshape(grid.n_image, grid.n_text) * np.outer(a, b))[np.ix_(ia, jb)]
+                    ym = y.reshape(grid.n_image, grid.n_text, -1)[np.ix_(ia, jb)]
+                    coef = ridge_grid_coef(grid.image_masks[ia], grid.text_masks[jb], ym.reshape(-1, y.shape[1]),
+                                           wm.ravel(), surrogate.alpha)
+                    tops.append(_top_k(coef, k))
+                    continue
                 mult = np.outer(a, b).ravel().astype(np.float64)
             else:
                 mult = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
@@ -308,7 +321,7 @@ class QualityCheck:
     def assess(self, evaluate: Callable[[np.ndarray], np.ndarray], surrogate: Surrogate, rows: np.ndarray,
                y: np.ndarray, weights: np.ndarray, coef: np.ndarray, score: np.ndarray, local_prediction: np.ndarray,
                prediction: np.ndarray, targets: Sequence[int], rng: np.random.Generator,
-               grid_shape: tuple[int, int] | None = None) -> list[ExplanationQuality]:
+               grid: FactorGrid | None = None) -> list[ExplanationQuality]:
         """One :class:`ExplanationQuality` per target, in ``targets`` order.
 
         ``y`` holds the fitted rows' probabilities of ``targets``; ``score`` and
@@ -319,7 +332,7 @@ class QualityCheck:
         before = counter if isinstance(counter, int) else 0
         fractions, curves = self.curves(evaluate, coef, targets, rng)
         after = getattr(evaluate, "n_model_rows", before)
-        stab, k = self.stability(surrogate, rows, y, weights, rng, grid_shape)
+        stab, k = self.stability(surrogate, rows, y, weights, rng, grid)
         out = []
         for t in range(len(targets)):
             q = ExplanationQuality(

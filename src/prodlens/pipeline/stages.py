@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import signal
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -241,6 +243,19 @@ def stage_train(ctx: Context) -> StageReport:
     return report(done=1, outputs={"checkpoint": str(path), "val_top1": res.metrics.get("val_top1")})
 
 
+#: Crash-safety tests set this to N: the run kills itself (SIGKILL, no clean-up) right after the
+#: N-th explanation file is written and before it reaches the store, the worst moment, at a
+#: known point instead of a timing window (``tests/test_pipeline.py``).
+KILL_AFTER_ENV = "PRODLENS_KILL_AFTER_EXPLANATIONS"
+
+
+def _kill_point(n_written: int) -> None:
+    limit = os.environ.get(KILL_AFTER_ENV)
+    if limit and n_written >= int(limit):
+        log.warning("%s=%s: killing this process now", KILL_AFTER_ENV, limit)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _store_explanations(ctx: Context, run: Any, path: Path, known: set[tuple[str, int, str]] | None) -> bool:
     """Put one result file's explanations in the store unless all are there; True if written."""
     from prodlens.store.codec import config_key
@@ -296,6 +311,7 @@ def stage_explain(ctx: Context) -> StageReport:
                     path = item_file(folder, out.sample_id)
                     with atomic_write(path) as f:
                         json.dump(out.result.to_dict(), f)  # type: ignore[union-attr]
+                    _kill_point(done + 1)
                     _store_explanations(ctx, run, path, None)
                     ctx.explained[out.sample_id] = path
                     done += 1
