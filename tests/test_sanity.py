@@ -18,6 +18,7 @@ from prodlens.data.manifest import Dataset, write_dataset
 from prodlens.data.types import ClassList, OcrToken, ProductSample
 from prodlens.errors import ConfigError
 from prodlens.explain import MultimodalLime
+from prodlens.explain.sanity import SanityReport, SanityResult, model_randomisation_test, spearman
 from prodlens.models import as_classifier, build_classifier, create_model, randomised_copy
 from prodlens.models.classifier import ProductClassifier
 from prodlens.models.image_backbones import ImageBackbone
@@ -146,3 +147,62 @@ def test_models_without_that_kind_of_head_or_blocks_are_refused():
     clf = build_classifier("image", ["a", "b"], backbone_cfg={"pretrained": False, "input_size": 32})
     with pytest.raises(ConfigError, match=r"has 16 blocks; N in 'head\+blocks<N>' must be in 1..16, got 17"):
         randomised_copy(clf, "head+blocks17")
+
+
+# ---------------------------------------------------------------- the test itself
+def test_spearman_handles_ties_and_constant_vectors():
+    assert spearman(np.array([1.0, 1.0, 2.0]), np.array([0.0, 0.0, 5.0])) == pytest.approx(1.0)
+    assert spearman(np.ones(4), np.arange(4.0)) == 0.0
+
+
+def test_randomisation_test_on_a_model_with_known_explanations(photos):
+    clf = toy_classifier()
+    rep = model_randomisation_test(clf, photos, explainer=grid_lime(seed=9), seed=0, top_k=4, progress=False)
+    assert [p for p, _ in rep.skipped] == [str(photos[2].image_path)] and "not a readable image" in rep.skipped[0][1]
+    assert rep.sample_ids == ["grey0", "grey1"]
+    by = {(r.sample_id, r.randomised): r for r in rep.results}
+    assert set(by) == {(s, n) for s in ("grey0", "grey1") for n in ("head", "control (seed 1)")}
+    ref = by[("grey0", "head")]
+    # the trained explanation knows the head: every cell pushes "milk", cell 0 most, then cell 1, ...
+    assert ref.target_name == "milk" and int(np.argmax(ref.weights_trained)) == 0 and (ref.weights_trained[:8] > 0).all()
+    assert spearman(ref.weights_trained, TRAINED) > 0.9
+    assert by[("grey0", "control (seed 1)")].spearman_abs > 0.8, "two seeds of the same model agree"
+    assert not np.allclose(ref.weights_randomised, ref.weights_trained)
+    head = rep.summary("head")
+    assert head.verdict == "pass" and head.spearman_abs.median < 0.5 and rep.passed
+    assert rep.control.verdict == "control" and rep.control.spearman_abs.median > 0.8
+    assert rep.config["seed"] == 0 and rep.config["control_seed"] == 1 and rep.config["explainer"]["seed"] == 0
+    assert torch.equal(clf.head.classifier[-1].weight[1], torch.tensor(TRAINED, dtype=torch.float32)), \
+        "the trained model is never changed"
+    again = model_randomisation_test(clf, photos[:1], explainer=grid_lime(), seed=0, top_k=4, progress=False)
+    np.testing.assert_array_equal(again.results[1].weights_randomised, by[("grey0", "head")].weights_randomised)
+
+
+def test_randomisation_test_checks_its_options_before_any_work(photos):
+    with pytest.raises(ConfigError, match="randomise must be 'head'"):
+        model_randomisation_test(toy_classifier(), photos, randomise=["head", "tail"])
+    with pytest.raises(ConfigError, match="top_k must be an int >= 1, got 0"):
+        model_randomisation_test(toy_classifier(), photos, top_k=0)
+    with pytest.raises(ConfigError, match="at least one randomisation"):
+        model_randomisation_test(toy_classifier(), photos, randomise=[])
+
+
+def _result(name: str, w: np.ndarray, v: np.ndarray, sid: str = "s1") -> SanityResult:
+    return SanityResult.compare(w, v, sample_id=sid, target=1, target_name="milk", randomised=name, n_superpixels=3,
+                                top_k=2, control=name.startswith("control"))
+
+
+def test_verdicts_compare_with_the_threshold_and_the_noise_floor():
+    w = np.array([0.9, 0.5, 0.2, 0.1, 0.05])
+    same, reversed_ = w * 1.1, w[::-1].copy()
+    rep = SanityReport.from_results([_result("control (seed 1)", w, same), _result("head", w, reversed_),
+                                     _result("head+blocks1", w, same)])
+    assert rep.verdicts == {"head": "pass", "head+blocks1": "fail"} and rep.verdict == "fail" and not rep.passed
+    assert "barely change" in rep.summary("head+blocks1").reason
+    assert "below the noise floor 1.00" in rep.summary("head").reason
+    # a noisy explainer: the randomised copy is "different", but no more than two seeds of the trained model
+    rep = SanityReport.from_results([_result("control (seed 1)", w, w[[0, 2, 3, 4, 1]]),  # Spearman |w| 0.4
+                                     _result("head", w, w[[0, 2, 4, 3, 1]])])  # 0.3: < 0.5, but not 0.2 below 0.4
+    assert rep.verdicts == {"head": "fail"} and "raise n_samples" in rep.summary("head").reason
+    rows = rep.summary_rows()
+    assert [r[0] for r in rows] == ["head", "control (seed 1)"] and rows[-1][-1] == "control"
