@@ -24,6 +24,7 @@ from prodlens.models.classifier import ProductClassifier
 from prodlens.models.image_backbones import ImageBackbone
 from prodlens.models.preprocess import PreprocessConfig
 from prodlens.models.runtime import module_digest
+from prodlens.store import RunExistsError, get_sanity_results, load_sanity_report, save_sanity_report
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -206,3 +207,35 @@ def test_verdicts_compare_with_the_threshold_and_the_noise_floor():
     assert rep.verdicts == {"head": "fail"} and "raise n_samples" in rep.summary("head").reason
     rows = rep.summary_rows()
     assert [r[0] for r in rows] == ["head", "control (seed 1)"] and rows[-1][-1] == "control"
+
+
+# ---------------------------------------------------------------- store
+def test_store_round_trip(store):
+    w = np.array([0.9, -0.5, 0.2, 0.1 / 3, 0.05])
+    results = [_result("control (seed 1)", w, w + 0.01, sid) for sid in ("s1", "s2")]
+    results += [_result("head", w, w[::-1].copy(), sid) for sid in ("s1", "s2")]
+    report = SanityReport.from_results(results, skipped=[("bad.jpg", "cannot be decoded")],
+                                       config={"kind": "sanity", "control_seed": 1, "top_k": 2})
+    photos = [ProductSample(s, Path(f"{s}.jpg"), "milk", "val") for s in ("s1", "s2", "unused")]
+    run = save_sanity_report(store, "sanity", report, photos, checkpoint="concat.pt", model="concat", classes=["milk"])
+    assert run.config["kind"] == "sanity" and run.config["verdicts"]["head"]["verdict"] == "pass"
+    assert run.checkpoint == "concat.pt" and run.config["skipped"] == [["bad.jpg", "cannot be decoded"]]
+    back = load_sanity_report(store, "sanity")
+    assert back.verdicts == report.verdicts and back.skipped == report.skipped
+    assert back.summaries == report.summaries and back.control == report.control, "the same numbers"
+    for a, b in zip(report.results, back.results, strict=True):
+        assert (a.sample_id, a.randomised, a.spearman, a.top_k_overlap) == (b.sample_id, b.randomised, b.spearman,
+                                                                             b.top_k_overlap)
+        np.testing.assert_array_equal(a.weights_trained, b.weights_trained)
+        np.testing.assert_array_equal(a.weights_randomised, b.weights_randomised)
+    assert [s.id for s in store.get_samples()] == ["s1", "s2"]
+    # a re-run on fewer photos leaves no stale rows behind
+    save_sanity_report(store, "sanity", SanityReport.from_results(results[::2]), photos)
+    assert [(r.sample_id, r.randomised) for r in get_sanity_results(store, "sanity")] == [
+        ("s1", "control (seed 1)"), ("s1", "head")]
+    other = store.add_run("demo-concat", checkpoint="concat.pt")
+    assert load_sanity_report(store, other) is None
+    with pytest.raises(RunExistsError, match="'demo-concat' exists .* and is not a sanity check"):
+        save_sanity_report(store, "demo-concat", report, photos)
+    store.delete_run("sanity")
+    assert store.table_counts()["sanity_results"] == 0
