@@ -239,3 +239,100 @@ def test_store_round_trip(store):
         save_sanity_report(store, "demo-concat", report, photos)
     store.delete_run("sanity")
     assert store.table_counts()["sanity_results"] == 0
+
+
+# ---------------------------------------------------------------- command line and app, on a real model
+@pytest.fixture(scope="module")
+def trained(sample_ds, tmp_path_factory):
+    """A concat (the demo's fusion head) model fast-trained on 2 classes x 3 photos of the bundled
+    sample with synthetic OCR words, and a dataset folder of them plus one broken photo."""
+    from prodlens.train import TrainConfig, train_model
+
+    names = ["Oatly-Oat-Milk", "Arla-Standard-Milk"]
+    ds = sample_ds.with_classes(names)
+    out = []
+    for split, k in (("train", 3), ("val", 1)):
+        for n in names:
+            for s in [s for s in ds.samples if s.label == n and s.split == split][:k]:
+                toks = tuple(OcrToken(w.upper(), (12 * i, 0, 12 * i + 10, 6)) for i, w in enumerate(n.split("-")))
+                out.append(replace(s, ocr_tokens=toks))
+    ds = Dataset(out, ds.classes, ds.root)
+    folder = tmp_path_factory.mktemp("sanity")
+    cfg = TrainConfig(views=1, epochs=10, batch_size=4, feature_cache=str(folder / "fc"), lr=3e-3)
+    res = train_model(ds.split("train"), ds.split("val"), model="concat", backbone_cfg={"input_size": 64}, config=cfg,
+                      out=folder / "concat.pt", progress=False)
+    bad = folder / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    broken = ProductSample("val/broken", bad, names[0], "val")
+    write_dataset(Dataset([*ds.samples, broken], ClassList.from_names(ds.classes.names)), folder / "data")
+    return res.checkpoint, folder / "data"
+
+
+@pytest.mark.slow
+def test_cli_on_a_small_trained_model(trained, tmp_path, capsys):
+    ckpt, data = trained
+    db, out = tmp_path / "results.sqlite", tmp_path / "sanity.json"
+    rc = main(["sanity", str(ckpt), str(data), "--limit", "3", "--samples", "24", "--segments", "12",
+               "--randomise", "head", "--randomise", "head+blocks1", "--runtime", "torch",
+               "--db", str(db), "--run", "s", "--json", str(out)])
+    text = capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    assert rc == (0 if rep["verdict"] == "pass" else 1)
+    assert "Spearman |w|" in text and "noise floor |w|" in text and f"verdict: {rep['verdict'].upper()}" in text
+    assert "skipped " in text and "broken.jpg" in text, "the broken photo is named, the others still run"
+    assert [s["randomised"] for s in rep["summaries"]] == ["head", "head+blocks1"]
+    assert rep["control"]["randomised"] == "control (seed 1)" and len(rep["results"]) == 2 * 3
+    for line in ("head: ", "head+blocks1: "):
+        assert line in text
+    from prodlens.app.sanity_views import sanity_view
+    from prodlens.store import Store
+
+    with Store.open(db, create=False) as store:
+        assert load_sanity_report(store, "s").verdicts == {s["randomised"]: s["verdict"] for s in rep["summaries"]}
+        store.add_run("trained", checkpoint=str(ckpt))
+        v = sanity_view(store, "trained")  # another run of the same checkpoint shows its check
+        assert v.run == "s" and "shares its checkpoint with sanity run **s**" in v.summary
+        assert len(v.rows) == 3 and len(v.sample_rows) == 6
+    assert main(["sanity", str(ckpt), str(data), "--randomise", "tail"]) == 2
+    assert "randomise must be 'head' or 'head+blocks<N>'" in capsys.readouterr().err
+    assert main(["sanity", str(ckpt), str(data), "--run", "x"]) == 2
+    assert "give --db STORE too" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_with_only_broken_photos_is_bad_input(trained, tmp_path, capsys):
+    ckpt, data = trained
+    only_bad = tmp_path / "bad"
+    from prodlens.data.manifest import read_dataset
+
+    ds = read_dataset(data)
+    write_dataset(Dataset([s for s in ds.samples if s.id == "val/broken"], ds.classes), only_bad)
+    assert main(["sanity", str(ckpt), str(only_bad), "--runtime", "torch"]) == 2
+    assert "no photo could be explained" in capsys.readouterr().err
+
+
+def test_cli_help_ends_with_an_example(capsys):
+    with pytest.raises(SystemExit):
+        main(["sanity", "--help"])
+    assert "Example:\n  prodlens sanity" in capsys.readouterr().out
+
+
+def test_app_tab_says_how_to_fill_it_and_shows_a_check(tmp_path):
+    pytest.importorskip("gradio")
+    from prodlens.app.ui import Callbacks
+    from prodlens.app.views import Explorer
+    from prodlens.store import Store
+
+    store = Store.open(tmp_path / "r.sqlite")
+    store.add_run("plain", checkpoint="m.pt")
+    cb = Callbacks(Explorer(store))
+    note, table, per_photo = cb.on_sanity("plain")
+    assert "`prodlens sanity m.pt DATASET_DIR --db STORE --run NAME`" in note and len(table) == 0
+    w = np.array([0.9, 0.5, 0.2, 0.1])
+    rep = SanityReport.from_results([_result("control (seed 1)", w, w), _result("head", w, w[::-1].copy())],
+                                    config={"control_seed": 1})
+    save_sanity_report(store, "check", rep, [ProductSample("s1", Path("s1.jpg"), "milk", "val")], checkpoint="m.pt")
+    note, table, per_photo = cb.on_sanity("check")
+    assert "**PASS**" in note and list(table["randomised"]) == ["head", "control (seed 1)"]
+    assert list(table["verdict"]) == ["pass", "control"] and len(per_photo) == 2
+    assert cb.on_sanity(None)[0] == "" and cb.on_sanity("nope")[0] == ""
