@@ -393,7 +393,7 @@ def model_randomisation_test(
             image = load_image(s.image_path)
         except BadInputError as e:
             log.warning("skipped %s: %s", s.id, e)
-            skipped.append((e.path, e.problem + (f". {e.fix}" if e.fix else "")))
+            skipped.append((e.path, str(e).removeprefix(f"{e.path}: ")))
             continue
         ref = lime.explain(classifier, image=image, tokens=s.tokens, sample_id=s.id).predicted_explanation
         call = {"image": image, "tokens": s.tokens, "segments": ref.segments, "targets": [ref.target], "sample_id": s.id}

@@ -94,15 +94,13 @@ def _fresh_head(head: Head, head_name: str) -> Head:
     return fresh
 
 
-def _reset_parameters(module: nn.Module) -> int:
-    """Re-initialise every submodule that knows how (``reset_parameters``); returns how many did."""
-    n = 0
+def _reset_parameters(module: nn.Module) -> None:
+    """Re-initialise every submodule that knows how (``reset_parameters``: convolutions,
+    linear layers, norms with their running statistics)."""
     for m in module.modules():
         reset = getattr(m, "reset_parameters", None)
         if callable(reset):
             reset()
-            n += 1
-    return n
 
 
 def _check_blocks(clf: ProductClassifier, blocks: int, name: str) -> None:
