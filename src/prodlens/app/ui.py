@@ -21,6 +21,7 @@ import gradio as gr
 import pandas as pd
 
 from prodlens.app.match_views import WORD_HEADERS
+from prodlens.app.sanity_views import SAMPLE_HEADERS, SUMMARY_HEADERS, sanity_view
 from prodlens.app.views import TOP_IMAGE_FEATURES, Explorer
 from prodlens.store import Store, StoreError
 
@@ -215,6 +216,14 @@ class Callbacks:
         return (w.summary, gr.update(value=w.query.image, label=w.query.caption),
                 gr.update(value=w.match.image, label=w.match.caption), _df(w.words, WORD_HEADERS))
 
+    # -- sanity check
+    def on_sanity(self, run: str | None) -> tuple:
+        """summary, per-randomisation table, per-photo table."""
+        if not self._valid(run):
+            return "", _df([], SUMMARY_HEADERS), _df([], SAMPLE_HEADERS)
+        v = sanity_view(self.ex.store, run)  # type: ignore[arg-type]
+        return v.summary, _df(v.rows, SUMMARY_HEADERS), _df(v.sample_rows, SAMPLE_HEADERS)
+
     def pick_match(self, run: str | None, query_id: str | None, evt: gr.SelectData) -> Any:
         """A click on a match in the gallery chooses it for the explanation below."""
         if not query_id or not self._valid(run):
@@ -319,6 +328,12 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                         cmp_b_img = gr.Image(label="run B", format="jpeg", interactive=False, elem_id="pl-cmp-b")
                         cmp_b_text = gr.Dataframe(label="Top text features", interactive=False)
 
+            with gr.Tab("Sanity check", id="sanity", elem_id="pl-tab-sanity"):
+                sanity_note = gr.Markdown(elem_id="pl-sanity-note")
+                sanity_table = gr.Dataframe(label="Trained vs randomised model: similarity of the explanations",
+                                            interactive=False, elem_id="pl-sanity-table")
+                sanity_samples = gr.Dataframe(label="Per photo", interactive=False, elem_id="pl-sanity-samples")
+
         single_out = [status, photo, ocr, expl_1, expl_2, topk, words]
         cmp_out = [cmp_a_note, cmp_a_img, cmp_a_text, cmp_b_note, cmp_b_img, cmp_b_text]
         why_out = [why_note, why_query, why_match, why_words]
@@ -331,6 +346,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             (cb.on_histogram, [run_dd, class_dd], [hist_run, hist_cls, hist_note]),
             (cb.on_compare_choices, [run_dd, run_b_dd, class_dd], [cmp_sample, *cmp_out]),
             (cb.on_match_class, [run_dd, class_dd], [match_query, match_note, *match_out]),
+            (cb.on_sanity, [run_dd], [sanity_note, sanity_table, sanity_samples]),
         ]
 
         def chain(dep: Any, views: list = views) -> None:

@@ -17,7 +17,8 @@ from prodlens import __version__
 from prodlens.errors import ProdlensError
 
 #: Modules under ``prodlens.cli`` that each register one or more sub-commands.
-COMMANDS = ["data_cmds", "ocr_cmd", "demo_cmd", "db_cmds", "global_cmds", "app_cmd", "explain_cmd", "train_cmds", "match_cmd", "run_cmd"]
+COMMANDS = ["data_cmds", "ocr_cmd", "demo_cmd", "db_cmds", "global_cmds", "app_cmd", "explain_cmd", "train_cmds", "match_cmd", "run_cmd",
+            "sanity_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from prodlens.cli._common import add_parser
+from prodlens.cli._common import text_table as _table
 from prodlens.store import RunSummary, Store, export_run
 
 _DB_HELP = "SQLite file of the results store, or a postgresql:// URL"
@@ -20,14 +21,6 @@ def _run_ref(store: Store, text: str) -> str | int:
     if text.isdigit() and text not in {r.name for r in store.list_runs()}:
         return int(text)
     return text
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    cells = [header] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _init(args: argparse.Namespace) -> int:

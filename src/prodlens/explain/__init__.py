@@ -20,6 +20,7 @@ from prodlens.explain.kernels import ExponentialKernel, Kernel, cosine_distance_
 from prodlens.explain.lime import MultimodalLime, explain_sample, model_input_size
 from prodlens.explain.result import SampleExplanations
 from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, PairedSampler, Sampler
+from prodlens.explain.sanity import SanityReport, SanityResult, model_randomisation_test
 from prodlens.explain.segmentation import (
     FunctionSegmenter,
     GridSegmenter,
@@ -52,6 +53,8 @@ __all__ = [
     "PairedSampler",
     "RidgeSurrogate",
     "SampleExplanations",
+    "SanityReport",
+    "SanityResult",
     "Sampler",
     "Segmenter",
     "SlicSegmenter",
@@ -65,6 +68,7 @@ __all__ = [
     "has_feature_path",
     "make_segmenter",
     "model_input_size",
+    "model_randomisation_test",
     "relabel_contiguous",
     "top_k_sets",
     "weighted_r2",

@@ -12,10 +12,12 @@ from prodlens.models.classifier import ProductClassifier, build_classifier
 from prodlens.models.ensemble import EnsembleClassifier, load_ensemble
 from prodlens.models.errors import CheckpointError, MissingWeightsError
 from prodlens.models.preprocess import PreprocessConfig
+from prodlens.models.randomise import randomised_copy
 from prodlens.models.registry import create_model, list_models, register_model
 
 __all__ = [
     "CallableClassifier", "CheckpointError", "Classifier", "EnsembleClassifier", "MissingWeightsError", "OnnxClassifier",
     "PreprocessConfig", "ProductClassifier", "TorchClassifier", "as_classifier", "build_classifier",
-    "create_model", "list_models", "load_classifier", "load_ensemble", "read_checkpoint", "register_model", "save_checkpoint",
+    "create_model", "list_models", "load_classifier", "load_ensemble", "randomised_copy", "read_checkpoint", "register_model",
+    "save_checkpoint",
 ]

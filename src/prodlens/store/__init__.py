@@ -1,5 +1,5 @@
-"""Results store: runs, samples, predictions, local and global explanations, deletion
-and matching results in SQLite (default) or PostgreSQL. The only module that writes SQL.
+"""Results store: runs, samples, predictions, local and global explanations, deletion,
+matching and sanity-check results in SQLite (default) or PostgreSQL. The only module that writes SQL.
 
 >>> from prodlens.store import Store
 >>> with Store.open(":memory:") as store:
@@ -31,6 +31,14 @@ from prodlens.store.records import (
     Prediction,
     Run,
 )
+from prodlens.store.sanity import (
+    get_sanity_results,
+    is_sanity_run,
+    load_sanity_report,
+    put_sanity_results,
+    sanity_runs,
+    save_sanity_report,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -50,10 +58,16 @@ __all__ = [
     "StoreError",
     "StoreNotFoundError",
     "export_run",
+    "get_sanity_results",
+    "is_sanity_run",
+    "load_sanity_report",
     "open_store",
+    "put_sanity_results",
     "run_to_dict",
+    "sanity_runs",
     "save_match_explanation",
     "save_retrieval",
+    "save_sanity_report",
     "package_versions",
     "top_k",
 ]
