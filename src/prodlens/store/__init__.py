@@ -29,6 +29,7 @@ from prodlens.store.records import (
     MatchQuery,
     MatchResult,
     Prediction,
+    QualitySummary,
     Run,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "MatchQuery",
     "MatchResult",
     "Prediction",
+    "QualitySummary",
     "Run",
     "RunExistsError",
     "RunNotFoundError",
