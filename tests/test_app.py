@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -60,7 +61,7 @@ def test_single_view_of_a_correct_and_a_misclassified_sample(ex):
 
 
 def test_gallery_and_misclassified_views(ex):
-    items = ex.gallery("baseline", "Arla-Standard-Milk")
+    items = ex.gallery("baseline", "Arla-Standard-Milk").items
     assert len(items) == 2 and all(max(p.image.shape[:2]) == THUMB_SIDE for p in items)
     mis = ex.misclassified("baseline", "Arla-Standard-Milk")
     assert mis.rows == [[WRONG, "Arla-Standard-Milk", "Oatly-Oat-Milk", pytest.approx(mis.rows[0][3]), "missed"]]
@@ -158,6 +159,171 @@ def test_overlays_are_drawn_at_display_size():
     assert read_photo(PHOTOS / "Oatly-Oat-Milk_001.jpg", 100).shape == (100, 100, 3)
 
 
+# ---------------------------------------------------------------- explanation quality
+def _sample_id(caption: str) -> str:
+    return re.search(r"[A-Za-z-]+_\d{4}", caption).group()
+
+
+def _true_class_quality(ex, run, class_name):
+    """sample id -> quality of its explanation for its true class (what the gallery shows)."""
+    return {e.sample_id: e.quality for e in ex.store.get_explanations(run, class_name=class_name, label=class_name)}
+
+
+def _mixed_class(ex):
+    """A (run, class) whose gallery holds both a flagged and a trusted explanation."""
+    for run in ex.run_names():
+        for c in ex.classes(run):
+            flags = {q.trusted for q in _true_class_quality(ex, run, c).values()}
+            if flags == {True, False}:
+                return run, c
+    pytest.fail("the fixture store has no class with both a flagged and a trusted explanation: "
+                "adjust prodlens.app.fixture_model.ToyClassifier")
+
+
+def test_fixture_explanations_are_lime_with_quality_scores(ex):
+    from prodlens.app.fixtures import FIXTURE_LIME_NOTE
+
+    for run in ex.run_names():
+        expls = ex.store.get_explanations(run)
+        assert expls and all(e.quality is not None for e in expls)
+        assert all(e.config["fixture"] == FIXTURE_LIME_NOTE and "sampler" in e.config for e in expls)
+    flagged = [e.flagged for run in ex.run_names() for e in ex.store.get_explanations(run)]
+    assert any(flagged) and not all(flagged)
+    summaries = ex.store.quality_summaries("baseline")
+    assert [(s.sample_id, s.target, s.quality) for s in summaries] == [
+        (e.sample_id, e.target, e.quality) for e in ex.store.get_explanations("baseline")]
+    assert [s.target_name for s in ex.store.quality_summaries("baseline", class_name="Oatly-Oat-Milk")] == ["Oatly-Oat-Milk"] * 3
+
+
+def test_single_view_shows_each_explanations_quality(ex):
+    from prodlens.explain.quality import QualityCheck
+
+    run, flagged = next((r, e) for r in ex.run_names() for e in ex.store.get_explanations(r) if e.flagged)
+    v = ex.single(run, flagged.sample_id)
+    k = [p.caption.split(" · ")[0].split(": ")[-1] for p in v.panels].index(flagged.target_name)
+    note = v.quality[k].caption
+    assert note.startswith("**⚠ flagged: do not trust this explanation**")
+    for f in flagged.quality.flags:  # the reason names the score, its value and the stored threshold
+        assert f in note and f in v.panels[k].caption
+    thresholds = QualityCheck().thresholds
+    if "off_target" in flagged.quality.flags:
+        assert f"off_target (local error {flagged.quality.local_error:.2f} > {thresholds['max_local_error']:.2f})" in note
+    assert f"faithfulness **{flagged.quality.faithfulness:.3f}**" in note and "stability" in note and "R²" in note
+    curves = v.quality[k].image
+    assert curves.dtype == np.uint8 and curves.shape[2] == 3 and (curves != 255).any()
+    trusted = next(e for e in ex.store.get_explanations(run) if e.flagged is False)
+    tv = ex.single(run, trusted.sample_id)
+    assert len(tv.quality) == len(tv.panels)
+    assert any(q.caption.startswith("**Quality: no flag raised**") for q in tv.quality)
+    assert "quality ok" in " ".join(p.caption for p in tv.panels)
+
+
+def test_gallery_sorts_and_filters_by_quality(ex):
+    run, c = _mixed_class(ex)
+    quality = _true_class_quality(ex, run, c)
+    ids = lambda view: [_sample_id(p.caption) for p in view.items]  # noqa: E731
+
+    everything = ex.gallery(run, c)
+    assert sorted(ids(everything)) == sorted(quality) and ids(everything) == sorted(ids(everything))
+    for p in everything.items:
+        q = quality[_sample_id(p.caption)]
+        assert p.caption.startswith("⚠ flagged: " + ", ".join(q.flags) if q.flags else "quality ok")
+    n_flag = sum(not q.trusted for q in quality.values())
+    assert f"{n_flag} of {len(quality)} scored ones flagged" in everything.summary
+
+    for order, key, best in [("stability, best first", "stability", True), ("stability, worst first", "stability", False),
+                             ("faithfulness, best first", "faithfulness", True),
+                             ("faithfulness, worst first", "faithfulness", False)]:
+        got = ids(ex.gallery(run, c, order=order))
+        values = [getattr(quality[i], key) for i in got]
+        assert values == sorted(values, reverse=best), order
+        assert all(f"{key} {getattr(quality[i], key):.2f}" in p.caption
+                   for i, p in zip(got, ex.gallery(run, c, order=order).items, strict=True))
+
+    flagged = ex.gallery(run, c, show="flagged only")
+    assert set(ids(flagged)) == {i for i, q in quality.items() if not q.trusted} and "Showing" in flagged.summary
+    trusted = ex.gallery(run, c, show="trusted only", order="faithfulness, worst first")
+    assert set(ids(trusted)) == {i for i, q in quality.items() if q.trusted}
+    assert all("quality ok" in p.caption for p in trusted.items)
+    with pytest.raises(ValueError, match="order must be one of .*'sample id'.*got 'best'"):
+        ex.gallery(run, c, order="best")
+    with pytest.raises(ValueError, match="show must be one of"):
+        ex.gallery(run, c, show="some")
+
+
+def test_quality_view_histograms_thresholds_and_flagged_share(ex):
+    from prodlens.app.quality_views import SCORES
+    from prodlens.explain.quality import QualityCheck
+
+    run, c = _mixed_class(ex)
+    qs = [e.quality for e in ex.store.get_explanations(run)]
+    cls_qs = [e.quality for e in ex.store.get_explanations(run, class_name=c)]
+    v = ex.quality_view(run, c)
+    assert [h.score for h in v.histograms] == ["faithfulness", "stability", "r2", "local_error"]
+    thresholds = QualityCheck().thresholds
+    for h, score in zip(v.histograms, SCORES, strict=True):
+        assert h.threshold == thresholds[score.threshold_key] and h.edges[0] <= h.threshold <= h.edges[-1]
+        run_v = np.clip([score.value(q) for q in qs], h.edges[0], h.edges[-1])
+        cls_v = np.clip([score.value(q) for q in cls_qs], h.edges[0], h.edges[-1])
+        assert h.run_counts == np.histogram(run_v, h.edges)[0].tolist() and sum(h.run_counts) == len(qs)
+        assert h.class_counts == np.histogram(cls_v, h.edges)[0].tolist() and sum(h.class_counts) == len(cls_qs)
+        assert h.n_flagged_run == sum(score.flag in q.flags for q in qs)
+        assert h.n_flagged_class == sum(score.flag in q.flags for q in cls_qs)
+        assert h.picture.shape[2] == 3 and (h.picture != 255).any()
+    n_flag = sum(not q.trusted for q in qs)
+    assert v.summary.startswith(f"**{n_flag} of {len(qs)} ({n_flag / len(qs):.0%})** explanations of the run are flagged")
+    n_cls = sum(not q.trusted for q in cls_qs)
+    assert f"For **{c}**: {n_cls} of {len(cls_qs)}" in v.summary
+    assert [r[1] for r in v.rows] == ["unfaithful", "unstable", "poor_fit", "off_target"]
+    assert v.rows[1][2] == f"< {thresholds['min_stability']:.2f}"
+
+
+def test_global_view_counts_the_flagged_supporting_explanations(ex):
+    run, c = _mixed_class(ex)
+    qs = [e.quality for e in ex.store.get_explanations(run, class_name=c)]
+    n_flag = sum(not q.trusted for q in qs)
+    g = ex.global_view(run, c)
+    assert f"**{n_flag} of {len(qs)}** supporting explanations (the run's explanations for {c}) are flagged" in g.summary
+    assert n_flag > 0
+
+
+def test_views_without_quality_scores_say_what_fills_them():
+    from prodlens.app.fixtures import fill_synthetic_run, synthetic_samples
+
+    store = Store.open(":memory:")
+    samples = synthetic_samples([(PHOTOS / "Oatly-Oat-Milk_001.jpg", "Oatly-Oat-Milk"),
+                                 (PHOTOS / "Arla-Standard-Milk_001.jpg", "Arla-Standard-Milk")])
+    fill_synthetic_run(store, samples, ["Arla-Standard-Milk", "Oatly-Oat-Milk"], run_name="old", error_rate=0.0)
+    store.add_run("empty")
+    ex = Explorer(store)
+    how = "stored without quality scores; re-run the explain stage, `prodlens run CONFIG`"
+    v = ex.quality_view("old", "Oatly-Oat-Milk")
+    assert v.histograms == [] and how in v.summary and "none scored" in v.summary
+    single = ex.single("old", samples[0].id)
+    assert how in single.quality[0].caption and single.quality[0].image is None
+    assert "no quality score" in single.panels[0].caption
+    gallery = ex.gallery("old", "Oatly-Oat-Milk", order="stability, best first")
+    assert len(gallery.items) == 1 and "no quality score" in gallery.items[0].caption and how in gallery.summary
+    assert ex.gallery("old", "Oatly-Oat-Milk", show="flagged only").items == []
+    assert how in ex.global_view("old", "Oatly-Oat-Milk").summary
+    assert ex.quality_view("empty").summary.startswith("No explanations in this run")
+    assert ex.flagged_note("empty", "Oatly-Oat-Milk") == ""
+
+
+def test_quality_curves_draw_both_orders():
+    from prodlens.explain.quality import ExplanationQuality
+    from prodlens.viz import quality_curves, score_histogram
+    from prodlens.viz.quality import EXPLANATION_COLOUR, RANDOM_COLOUR, THRESHOLD_COLOUR
+
+    q = ExplanationQuality((0.0, 0.5, 1.0), (0.9, 0.2, 0.1), (0.1, 0.8, 0.9), (0.9, 0.5, 0.1), (0.1, 0.5, 0.9),
+                           0.9, 10, 0.7, 0.02)
+    img = quality_curves(q)
+    colours = {tuple(c) for c in img.reshape(-1, 3)}
+    assert EXPLANATION_COLOUR in colours and RANDOM_COLOUR in colours
+    hist = score_histogram([0.1, 0.2, 0.8], [0.8], np.linspace(0, 1, 11), threshold=0.5)
+    assert THRESHOLD_COLOUR in {tuple(c) for c in hist.reshape(-1, 3)}
+
+
 # ---------------------------------------------------------------- Gradio callbacks and server
 gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'prodlens[app]')")
 
@@ -175,6 +341,12 @@ def test_callbacks_give_complete_outputs_and_survive_bad_input(ex):
     assert out[4]["value"] is not None and out[5]["value"] is not None  # two explanation panels
     gallery, _ = cb.on_gallery("baseline", "Arla-Standard-Milk")
     assert len(gallery) == 2
+    assert len(out) == 1 + 7 + 4 and isinstance(out[8], str) and out[8] and out[9] is not None  # quality note + curves
+    ordered, note = cb.on_gallery("baseline", "Arla-Standard-Milk", "stability, worst first", "trusted only")
+    assert "trusted only" in note and all("quality ok" in caption for _, caption in ordered)
+    assert cb.on_gallery("baseline", "Arla-Standard-Milk", "nonsense", None)[0]  # unknown choices fall back
+    qv = cb.on_quality("baseline", "Arla-Standard-Milk")
+    assert len(qv) == 1 + 4 + 1 and "flagged" in qv[0] and all(img is not None for img in qv[1:5]) and len(qv[5]) == 4
     g = cb.on_global("baseline", "Arla-Standard-Milk")
     assert len(g) == 1 + 2 * 5 + 1 and g[2] is not None
     run_hist, cls_hist, _ = cb.on_histogram("baseline", "Arla-Standard-Milk")
@@ -198,7 +370,8 @@ def test_callbacks_give_complete_outputs_and_survive_bad_input(ex):
                 cb.on_why("baseline", "missing-id", "x"), cb.on_match_query(None, None)]:
         assert isinstance(bad, tuple)
     for bad in [cb.on_class("nope", "x"), cb.on_class(None, None), cb.on_sample("baseline", "missing-id"),
-                cb.on_global("baseline", "Nope"), cb.on_compare("baseline", None, "x", None)]:
+                cb.on_global("baseline", "Nope"), cb.on_compare("baseline", None, "x", None),
+                cb.on_quality("nope", None), cb.on_gallery(None, None, None, None)]:
         assert isinstance(bad, tuple)
 
 
@@ -266,6 +439,9 @@ def test_navigation_never_runs_a_model(store_path, monkeypatch):
                 cb.on_sample(run, choice.sample_id)
             cb.on_class(run, c), cb.on_gallery(run, c), cb.on_misclassified(run, c)
             cb.on_global(run, c), cb.on_histogram(run, c), cb.on_compare_choices(run, "variant", c)
+            cb.on_quality(run, c)
+            for order in ("stability, best first", "faithfulness, worst first"):
+                cb.on_gallery(run, c, order, "flagged only")
             cb.on_match_class(run, c)
             for q in ex.match_choices(run, c):
                 cb.on_match_query(run, q.query_id)

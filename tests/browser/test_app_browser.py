@@ -40,11 +40,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def store_file(tmp_path_factory) -> Path:
     from prodlens.app.fixtures import build_fixture_store
 
     folder = tmp_path_factory.mktemp("appstore")
     build_fixture_store(folder / "results.sqlite", PHOTOS).close()
+    return folder / "results.sqlite"
+
+
+@pytest.fixture(scope="module")
+def app_url(store_file):
+    folder = store_file.parent
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     log = open(folder / "app.log", "w")
@@ -130,7 +136,14 @@ def _loaded(page, selector: str) -> int:
                          selector)
 
 
-def test_explorer_views_render_in_chromium(page):
+def _true_class_quality(store_file: Path, run: str, class_name: str) -> dict:
+    from prodlens.store import Store
+
+    with Store.open(store_file, create=False) as store:
+        return {e.sample_id: e.quality for e in store.get_explanations(run, class_name=class_name, label=class_name)}
+
+
+def test_explorer_views_render_in_chromium(page, store_file):
     # -- single sample, first class of the default (latest) run
     page.wait_for_selector("#pl-expl-1 img")
     _settle(page)
@@ -151,10 +164,32 @@ def test_explorer_views_render_in_chromium(page):
     assert "ARLA" in words and "weight for Oatly-Oat-Milk" in words
     _shot(page, "02_single_misclassified")
 
-    # -- gallery of the class
+    # -- each explanation's quality: scores, flag and the deletion / insertion curves
+    assert "faithfulness" in page.locator("#pl-quality-1").inner_text()
+    assert "faithfulness" in page.locator("#pl-quality-2").inner_text()
+    assert _loaded(page, "#pl-curves-1 img") == 1 and _loaded(page, "#pl-curves-2 img") == 1
+
+    # -- gallery of the class, then sorted and filtered by quality
     _tab(page, "Gallery")
     assert _loaded(page, "#pl-gallery img") == 2
+    assert "scored ones flagged" in page.locator("#pl-gallery-note").inner_text()
     _shot(page, "03_gallery")
+    quality = _true_class_quality(store_file, "baseline", "Arla-Standard-Milk")
+    _choose(page, "pl-gallery-order", "stability, worst first")
+    worst_first = sorted(quality, key=lambda i: quality[i].stability)
+    captions = page.locator("#pl-gallery").inner_text()
+    assert captions.index(worst_first[0]) < captions.index(worst_first[-1]) and "stability 0." in captions
+    for show, keep in (("trusted only", True), ("flagged only", False)):
+        page.locator("#pl-gallery-show label", has_text=show).click()
+        _settle(page)
+        expected = sum(q.trusted == keep for q in quality.values())
+        page.wait_for_function("(s) => document.querySelector('#pl-gallery-note').innerText.includes(s)",
+                               arg=f"Showing {expected} ({show})")
+        if expected:
+            assert _loaded(page, "#pl-gallery img") == expected
+    page.locator("#pl-gallery-show label", has_text="all").click()
+    _settle(page)
+    assert _loaded(page, "#pl-gallery img") == 2
 
     # -- misclassified list; a click on its row opens the sample
     _tab(page, "Misclassified")
@@ -171,6 +206,7 @@ def test_explorer_views_render_in_chromium(page):
     _tab(page, "Global")
     assert _loaded(page, "#pl-gcrops-0 img") >= 1
     assert "Image feature 1" in page.locator("#pl-gfeat-0").inner_text()
+    assert "supporting explanations" in page.locator("#pl-global-note").inner_text()
     _shot(page, "05_global_image")
     _tab(page, "Text features")
     assert "ARLA" in page.locator("#pl-gtext").inner_text()
@@ -179,6 +215,13 @@ def test_explorer_views_render_in_chromium(page):
     page.wait_for_selector("#pl-hist-run canvas, #pl-hist-run svg")
     assert "median" in page.locator("#pl-hist-note").inner_text()
     _shot(page, "07_ratio_histogram")
+    _tab(page, "Quality")
+    for k in range(4):
+        assert _loaded(page, f"#pl-qhist-{k} img") == 1
+    assert "explanations of the run are flagged" in page.locator("#pl-quality-note").inner_text()
+    table = page.locator("#pl-quality-table").inner_text()
+    assert all(flag in table for flag in ("unfaithful", "unstable", "poor_fit", "off_target"))
+    _shot(page, "07b_quality")
     _tab(page, "Deletion test")
     page.wait_for_selector("#pl-deletion canvas, #pl-deletion svg")
     _shot(page, "08_deletion")

@@ -1,11 +1,14 @@
 """SYNTHETIC results for tests, benchmarks and screenshots of the app.
 
-Nothing here comes from a model. Given real photos, :func:`fill_synthetic_run` writes
-a run whose rows look like real ones: superpixels are real SLIC segments of the
-photos, OCR tokens are words of the class name at made-up boxes, and explanation
-weights, predictions, global features and deletion curves are drawn from a seeded
-random generator (deterministic for a given ``seed``). Every run it writes has model
-``"synthetic-fixture"`` and says so in its ``notes``.
+Nothing here comes from a product model. Given real photos, :func:`fill_synthetic_run`
+writes a run whose rows look like real ones: superpixels are real SLIC segments of the
+photos, OCR tokens are words of the class name at made-up boxes, and predictions,
+global features and deletion curves are drawn from a seeded random generator
+(deterministic for a given ``seed``). Explanation weights are made up too, or, with
+``explainer``, computed by the real multimodal LIME (quality scores included) on a toy
+model (:class:`~prodlens.app.fixture_model.ToyClassifier`); :func:`build_fixture_store`
+does the latter. Every run it writes has model ``"synthetic-fixture"`` and says so in
+its ``notes``.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -25,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +37,17 @@ from PIL import Image
 from prodlens.data.images import load_image
 from prodlens.data.types import OcrToken, ProductSample
 from prodlens.explain.explanation import Explanation
+from prodlens.explain.lime import MultimodalLime
 from prodlens.store import DeletionResult, GlobalFeature, Prediction, Run, Store, top_k
 
 log = logging.getLogger(__name__)
 
 FIXTURE_MODEL = "synthetic-fixture"
 FIXTURE_NOTE = "SYNTHETIC test fixture: real SLIC segments, made-up weights; not a model's explanation"
+FIXTURE_LIME_NOTE = ("SYNTHETIC test fixture: real SLIC segments, multimodal LIME on a toy colour-layout + word-hash "
+                     "model (prodlens.app.fixture_model); not a product model's explanation")
+#: What :func:`build_fixture_store` explains with: LIME's defaults but fewer image masks (fast).
+FIXTURE_LIME_SAMPLES = 128
 _LOOKALIKE = str.maketrans({"O": "0", "I": "1", "S": "5", "E": "3"})
 _PLAIN = str.maketrans({"0": "O", "1": "I", "5": "S", "3": "E"})
 
@@ -127,6 +135,23 @@ def synthetic_explanation(
     )
 
 
+def _lime_explainer(
+    store: Store, samples: Sequence[ProductSample], classes: Sequence[str], lime: MultimodalLime
+) -> Callable[[ProductSample, np.ndarray, list[str]], list[Explanation]]:
+    """``(sample, segments, targets) -> explanations``: ``lime`` run on a toy model of ``samples``."""
+    from prodlens.app.fixture_model import ToyClassifier
+
+    photos = {s.id: load_image(store.image_path(s)) for s in samples}
+    model = ToyClassifier.fit([photos[s.id] for s in samples], [s.label or classes[0] for s in samples], classes)
+
+    def explain(sample: ProductSample, segments: np.ndarray, targets: list[str]) -> list[Explanation]:
+        result = lime.explain(model, sample, image=photos[sample.id], segments=segments, targets=targets)
+        by_name = {e.target_name: e for e in result.explanations}
+        return [dataclasses.replace(by_name[t], config={**by_name[t].config, "fixture": FIXTURE_LIME_NOTE}) for t in targets]
+
+    return explain
+
+
 def fill_synthetic_run(
     store: Store,
     samples: Sequence[ProductSample],
@@ -137,6 +162,7 @@ def fill_synthetic_run(
     error_rate: float = 0.2,
     wrong: Collection[str] = (),
     n_segments: int = 40,
+    explainer: MultimodalLime | None = None,
     seed: int = 0,
 ) -> Run:
     """Write ``samples`` and a complete synthetic run over them; returns the run.
@@ -145,13 +171,19 @@ def fill_synthetic_run(
     misclassified ones get a second explanation for the predicted class); ``None``
     explains every sample. A share ``error_rate`` of samples, and every sample id in
     ``wrong``, is predicted as another class.
+
+    Explanation weights are made up (:func:`synthetic_explanation`, fast, no quality
+    scores) unless ``explainer`` is given: then they come from running it, with its
+    quality check, on a :class:`~prodlens.app.fixture_model.ToyClassifier` fitted to
+    ``samples`` (a toy model, not the run's synthetic predictions).
     """
     rng = np.random.default_rng(seed)
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     store.add_samples(samples)
     run = store.add_run(run_name, model=FIXTURE_MODEL, dataset="synthetic", classes=classes,
-                        config={"fixture": True, "seed": seed}, notes=FIXTURE_NOTE, if_exists="replace")
+                        config={"fixture": True, "seed": seed}, notes=FIXTURE_LIME_NOTE if explainer else FIXTURE_NOTE,
+                        if_exists="replace")
 
     preds = []
     for s in samples:
@@ -175,6 +207,7 @@ def fill_synthetic_run(
             if q:
                 order.append(q.pop(0))
     budget = len(order) * 2 if n_explanations is None else n_explanations
+    explain = _lime_explainer(store, samples, classes, explainer) if explainer is not None else None
     expls: list[Explanation] = []
     for s in order:
         if len(expls) >= budget:
@@ -182,6 +215,9 @@ def fill_synthetic_run(
         seg = slic_segments(store.image_path(s), n_segments)
         p = by_id[s.id]
         targets = [s.label] + ([p.predicted] if p.predicted != s.label else [])
+        if explain is not None:
+            expls.extend(explain(s, seg, targets))
+            continue
         for t in targets:
             prob = dict(p.top_k).get(t, 0.01)
             expls.append(synthetic_explanation(s, index[t], t, seg, rng, prob))
@@ -235,7 +271,9 @@ def build_fixture_store(
     (``<Class-Name>_<nnn>.jpg``), as the app tests and screenshots use.
 
     Runs ``baseline`` and ``variant``; in ``baseline`` the second photo of the first
-    class with two photos is misclassified. With ``matching`` (default) ``baseline``
+    class with two photos is misclassified. Explanations come from
+    :class:`~prodlens.explain.MultimodalLime` (``n_samples=FIXTURE_LIME_SAMPLES``, quality
+    check on) run on a :class:`~prodlens.app.fixture_model.ToyClassifier`. With ``matching`` (default) ``baseline``
     also holds SYNTHETIC matching results (:mod:`prodlens.app.match_fixtures`);
     ``variant`` has none, so it shows the Matching tab's empty state. With ``copy_images`` (file stores only)
     the photos are copied to ``images/`` beside the store and kept as relative paths.
@@ -264,10 +302,14 @@ def build_fixture_store(
         seen[s.label or ""] = seen.get(s.label or "", 0) + 1
         if seen[s.label or ""] == 2 and not wrong:
             wrong.append(s.id)
-    baseline = fill_synthetic_run(store, samples, classes, run_name="baseline", error_rate=0.0, wrong=wrong, seed=seed)
+    def lime(s: int) -> MultimodalLime:
+        return MultimodalLime(n_samples=FIXTURE_LIME_SAMPLES, seed=s, progress=False)
+
+    baseline = fill_synthetic_run(store, samples, classes, run_name="baseline", error_rate=0.0, wrong=wrong,
+                                  explainer=lime(seed), seed=seed)
     if matching:
         from prodlens.app.match_fixtures import fill_synthetic_matching
 
         fill_synthetic_matching(store, baseline, samples, seed=seed)
-    fill_synthetic_run(store, samples, classes, run_name="variant", error_rate=0.0, seed=seed + 3)
+    fill_synthetic_run(store, samples, classes, run_name="variant", error_rate=0.0, explainer=lime(seed + 3), seed=seed + 3)
     return store

@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 
+from prodlens.app.fixture_model import colour_layout, word_bins
 from prodlens.data.images import load_image
 from prodlens.data.types import OcrToken, ProductSample
 from prodlens.match.explainer import MatchExplainer
-from prodlens.match.words import normalize_word
 from prodlens.store import MatchQuery, MatchResult, Run, Store, codec
 
 log = logging.getLogger(__name__)
@@ -57,18 +55,11 @@ class ToyEmbedder:
     kind = "fixture"
 
     def embed(self, images: Sequence[np.ndarray], token_lists: Sequence[Sequence[OcrToken]]) -> np.ndarray:
-        out = []
-        for im, toks in zip(images, token_lists, strict=True):
-            layout = np.asarray(Image.fromarray(im).resize((4, 4), Image.BILINEAR), np.float64).ravel() / 255 + 0.05
-            words = np.zeros(16)
-            for t in toks:
-                w = normalize_word(t.text)
-                if len(w) >= 3:
-                    words[zlib.crc32(w.encode()) % 16] += 1
-            parts = [np.sqrt(0.7) * layout / np.linalg.norm(layout)]
-            parts.append(np.sqrt(0.3) * words / np.linalg.norm(words) if words.any() else np.zeros(16))
-            out.append(np.concatenate(parts))
-        return np.asarray(out, dtype=np.float32)
+        layout = colour_layout(images)
+        words = word_bins(token_lists)
+        norms = np.linalg.norm(words, axis=1, keepdims=True)
+        words = np.divide(words, norms, out=np.zeros_like(words), where=norms > 0)
+        return np.concatenate([np.sqrt(0.7) * layout, np.sqrt(0.3) * words], axis=1).astype(np.float32)
 
 
 def fill_synthetic_matching(

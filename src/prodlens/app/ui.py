@@ -21,6 +21,7 @@ import gradio as gr
 import pandas as pd
 
 from prodlens.app.match_views import WORD_HEADERS
+from prodlens.app.quality_views import GALLERY_ORDERS, GALLERY_SHOW, QUALITY_HEADERS, SCORES
 from prodlens.app.sanity_views import SAMPLE_HEADERS, SUMMARY_HEADERS, sanity_view
 from prodlens.app.views import TOP_IMAGE_FEATURES, Explorer
 from prodlens.store import Store, StoreError
@@ -106,30 +107,46 @@ class Callbacks:
                 *self.on_sample(run, first))
 
     def on_sample(self, run: str | None, sample_id: str | None) -> tuple:
-        """status, photo, OCR text, panel 1, panel 2, top-k table, word table."""
+        """status, photo, OCR text, panel 1, panel 2, top-k table, word table, then per
+        panel its quality note and curves."""
+        no_quality = ("", None, "", None)
         if not sample_id or not self._valid(run):
             empty = gr.update(value=None, label="Explanation")
             return ("Choose a run, a class and a sample.", None, "", empty, gr.update(value=None, label=_NO_SECOND),
-                    _df([], ["class", "probability"]), _df([], ["word"]))
+                    _df([], ["class", "probability"]), _df([], ["word"]), *no_quality)
         try:
             v = self.ex.single(run, sample_id)  # type: ignore[arg-type]
         except StoreError as e:
             return (f"**{e}**", None, "", gr.update(value=None), gr.update(value=None, label=_NO_SECOND),
-                    _df([], ["class", "probability"]), _df([], ["word"]))
+                    _df([], ["class", "probability"]), _df([], ["word"]), *no_quality)
         p1 = v.panels[0] if v.panels else None
         p2 = v.panels[1] if len(v.panels) > 1 else None
         one = gr.update(value=p1.image if p1 else None, label=p1.caption if p1 else "not explained")
         two = gr.update(value=p2.image if p2 else None, label=p2.caption if p2 else _NO_SECOND)
+        quality: list[Any] = []
+        for k in range(2):
+            q = v.quality[k] if k < len(v.quality) else None
+            quality += [q.caption if q else "", q.image if q else None]
         return (v.status, v.photo, v.ocr_text, one, two, _df(v.top_k, ["class", "probability"]),
-                _df(v.words, v.word_headers))
+                _df(v.words, v.word_headers), *quality)
 
-    def on_gallery(self, run: str | None, class_name: str | None) -> tuple:
+    def on_gallery(self, run: str | None, class_name: str | None, order: str | None = None,
+                   show: str | None = None) -> tuple:
+        """gallery items and note, in ``order`` (see ``GALLERY_ORDERS``) keeping ``show``."""
         if not self._valid(run, class_name):
             return [], ""
-        items = self.ex.gallery(run, class_name)  # type: ignore[arg-type]
-        n_expl = sum(1 for p in items if "not explained" not in p.caption)
-        note = f"{len(items)} samples of **{class_name}**, {n_expl} with explanations (overlay for the true class)."
-        return [(p.image, p.caption) for p in items], note
+        order = order if order in GALLERY_ORDERS else "sample id"
+        show = show if show in GALLERY_SHOW else "all"
+        v = self.ex.gallery(run, class_name, order=order, show=show)  # type: ignore[arg-type]
+        return [(p.image, p.caption) for p in v.items], v.summary
+
+    def on_quality(self, run: str | None, class_name: str | None) -> tuple:
+        """note, one histogram picture per score, the score table."""
+        if not self._valid(run):
+            return ("", *[None] * len(SCORES), _df([], QUALITY_HEADERS))
+        v = self.ex.quality_view(run, class_name)  # type: ignore[arg-type]
+        pictures = [h.picture for h in v.histograms] + [None] * (len(SCORES) - len(v.histograms))
+        return (v.summary, *pictures, _df(v.rows, QUALITY_HEADERS))
 
     def on_misclassified(self, run: str | None, class_name: str | None) -> tuple:
         headers = ["sample", "true class", "predicted", "confidence", "kind"]
@@ -257,13 +274,25 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                             photo = gr.Image(label="Photo", format="jpeg", interactive=False, elem_id="pl-photo")
                             expl_1 = gr.Image(label="Explanation", format="jpeg", interactive=False, elem_id="pl-expl-1")
                             expl_2 = gr.Image(label=_NO_SECOND, format="jpeg", interactive=False, elem_id="pl-expl-2")
+                        quality_out: list[gr.components.Component] = []
+                        with gr.Row(equal_height=True):
+                            for k in (1, 2):
+                                with gr.Column():
+                                    quality_out.append(gr.Markdown(elem_id=f"pl-quality-{k}"))
+                                    quality_out.append(gr.Image(show_label=False, format="png", interactive=False,
+                                                                height=200, buttons=[], elem_id=f"pl-curves-{k}"))
                         with gr.Row():
                             ocr = gr.Textbox(label="OCR text", interactive=False, lines=3, elem_classes="pl-small",
                                              elem_id="pl-ocr")
                             topk = gr.Dataframe(label="Top-5 probabilities", interactive=False, elem_id="pl-topk")
                         words = gr.Dataframe(label="Word weights", interactive=False, elem_id="pl-words")
                     with gr.Tab("Gallery", id="gallery", elem_id="pl-tab-gallery"):
-                        gallery_note = gr.Markdown()
+                        with gr.Row():
+                            gallery_order = gr.Dropdown(label="Order", choices=list(GALLERY_ORDERS), value="sample id",
+                                                        elem_id="pl-gallery-order")
+                            gallery_show = gr.Radio(label="Show", choices=list(GALLERY_SHOW), value="all",
+                                                    elem_id="pl-gallery-show")
+                        gallery_note = gr.Markdown(elem_id="pl-gallery-note")
                         gallery = gr.Gallery(label="Samples of the class", columns=6, height="auto", format="jpeg",
                                              object_fit="contain", fit_columns=False, elem_id="pl-gallery")
                     with gr.Tab("Misclassified", id="misclassified", elem_id="pl-tab-mis"):
@@ -291,6 +320,17 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                                                   elem_id="pl-hist-run")
                             hist_cls = gr.BarPlot(x="image share", y="explanations", title="Explanations for the class",
                                                   elem_id="pl-hist-class")
+                    with gr.Tab("Quality", id="g-quality", elem_id="pl-tab-quality"):
+                        quality_note = gr.Markdown(elem_id="pl-quality-note")
+                        qhists: list[gr.components.Component] = []
+                        for row in range(2):
+                            with gr.Row():
+                                for col in range(2):
+                                    k = 2 * row + col
+                                    qhists.append(gr.Image(show_label=False, format="png", interactive=False,
+                                                           height=200, buttons=[], elem_id=f"pl-qhist-{k}"))
+                        quality_table = gr.Dataframe(label="Scores and flags", interactive=False,
+                                                     elem_id="pl-quality-table")
                     with gr.Tab("Deletion test", id="g-deletion", elem_id="pl-tab-deletion"):
                         del_note = gr.Markdown()
                         del_plot = gr.LinePlot(x="step", y="accuracy", color="curve", title="Accuracy vs removed features",
@@ -334,16 +374,17 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                                             interactive=False, elem_id="pl-sanity-table")
                 sanity_samples = gr.Dataframe(label="Per photo", interactive=False, elem_id="pl-sanity-samples")
 
-        single_out = [status, photo, ocr, expl_1, expl_2, topk, words]
+        single_out = [status, photo, ocr, expl_1, expl_2, topk, words, *quality_out]
         cmp_out = [cmp_a_note, cmp_a_img, cmp_a_text, cmp_b_note, cmp_b_img, cmp_b_text]
         why_out = [why_note, why_query, why_match, why_words]
         match_out = [match_status, match_photo, match_gallery, match_pick, *why_out]
         views = [
             (cb.on_class, [run_dd, class_dd], [sample_dd, *single_out]),
-            (cb.on_gallery, [run_dd, class_dd], [gallery, gallery_note]),
+            (cb.on_gallery, [run_dd, class_dd, gallery_order, gallery_show], [gallery, gallery_note]),
             (cb.on_misclassified, [run_dd, class_dd], [mis_note, mis_table, mis_gallery]),
             (cb.on_global, [run_dd, class_dd], [global_note, *slots, text_table]),
             (cb.on_histogram, [run_dd, class_dd], [hist_run, hist_cls, hist_note]),
+            (cb.on_quality, [run_dd, class_dd], [quality_note, *qhists, quality_table]),
             (cb.on_compare_choices, [run_dd, run_b_dd, class_dd], [cmp_sample, *cmp_out]),
             (cb.on_match_class, [run_dd, class_dd], [match_query, match_note, *match_out]),
             (cb.on_sanity, [run_dd], [sanity_note, sanity_table, sanity_samples]),
@@ -362,6 +403,9 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         chain(run_dd.change(cb.on_run, inputs=run_dd, outputs=[class_dd, run_info, del_plot, del_note]))
         chain(class_dd.input(views[0][0], inputs=views[0][1], outputs=views[0][2]), views[1:])
         sample_dd.input(cb.on_sample, inputs=[run_dd, sample_dd], outputs=single_out)
+        for control in (gallery_order, gallery_show):
+            control.input(cb.on_gallery, inputs=[run_dd, class_dd, gallery_order, gallery_show],
+                          outputs=[gallery, gallery_note])
         run_b_dd.input(cb.on_compare_choices, inputs=[run_dd, run_b_dd, class_dd], outputs=[cmp_sample, *cmp_out])
         cmp_sample.input(cb.on_compare, inputs=[run_dd, run_b_dd, class_dd, cmp_sample], outputs=cmp_out)
         match_query.input(cb.on_match_query, inputs=[run_dd, match_query], outputs=match_out)

@@ -30,6 +30,7 @@ from prodlens.app.images import (
 )
 from prodlens.app.match_views import MatchViews
 from prodlens.app.panels import DISPLAY_SIDE, THUMB_SIDE, Panel
+from prodlens.app.quality_views import GALLERY_ORDERS, NOT_SCORED, QualityViews, order_and_filter, trust_mark
 from prodlens.data.types import ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.store import Prediction, Store
@@ -73,6 +74,14 @@ class SingleView:
     top_k: list[list]  #: [class, probability]
     words: list[list]  #: [word, weight for panel 1, (weight for panel 2)]
     word_headers: list[str]
+    #: per explanation panel: its quality note (Markdown caption) and deletion / insertion curves
+    quality: list[Panel] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GalleryView:
+    summary: str
+    items: list[Panel]
 
 
 @dataclass(frozen=True)
@@ -130,11 +139,13 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-class Explorer(MatchViews):
+class Explorer(MatchViews, QualityViews):
     """Read-only views over one store, with caches for pictures and run metadata.
 
     The Matching tab's views (``match_choices``, ``match_list``, ``why_match``) are
-    in :class:`~prodlens.app.match_views.MatchViews`.
+    in :class:`~prodlens.app.match_views.MatchViews`; the explanations' quality
+    (``quality_view``, ``flagged_note``, ``quality_panel``) in
+    :class:`~prodlens.app.quality_views.QualityViews`.
 
     Every method takes run *names*; unknown names raise
     :class:`~prodlens.store.RunNotFoundError`.
@@ -153,6 +164,7 @@ class Explorer(MatchViews):
             self.classes(run)
             self._predictions(run)
             self._explained(run)
+            self._quality(run)
             self.run_summary(run)
             self._match_queries(run)
             self._explained_pairs(run)
@@ -249,6 +261,7 @@ class Explorer(MatchViews):
         if not targets:
             targets = [t for _, t in self._explained(run).get(sample_id, [])][:2]
         panels: list[Panel] = []
+        quality: list[Panel] = []
         expls: list[Explanation | None] = []
         for t in targets:
             e = self.store.get_explanation(run, sample_id, t)
@@ -256,11 +269,14 @@ class Explorer(MatchViews):
             role = "true class" if t == sample.label else "predicted class"
             if e is None:
                 panels.append(Panel(f"{role} {t}: not explained in this run", None))
+                quality.append(Panel("", None))
             else:
                 panels.append(Panel(
-                    f"{role}: {t} · p={e.prediction:.2f} · image {e.image_share:.0%} · R²={e.score:.2f}",
+                    f"{role}: {t} · p={e.prediction:.2f} · image {e.image_share:.0%} · R²={e.score:.2f} · "
+                    f"{trust_mark(e.quality)}",
                     self._overlay(run, sample, e, DISPLAY_SIDE),
                 ))
+                quality.append(self.quality_panel(e.quality))
         if pred is None:
             status = f"**{sample_id}** — true class **{sample.label}**; no prediction stored for this run"
         elif pred.correct:
@@ -270,7 +286,7 @@ class Explorer(MatchViews):
                       f"({pred.confidence:.2f}): misclassified")
         top = [[n, round(p, 4)] for n, p in pred.top_k] if pred else []
         words, headers = self._word_table(expls, targets)
-        return SingleView(sample_id, photo, sample.text or "(no text found)", panels, status, top, words, headers)
+        return SingleView(sample_id, photo, sample.text or "(no text found)", panels, status, top, words, headers, quality)
 
     @staticmethod
     def _word_table(expls: list[Explanation | None], targets: list[str]) -> tuple[list[list], list[str]]:
@@ -289,9 +305,16 @@ class Explorer(MatchViews):
         rows.sort(key=lambda r: -abs(r[1]))
         return rows, headers
 
-    def gallery(self, run: str, class_name: str) -> list[Panel]:
+    def gallery(self, run: str, class_name: str, *, order: str = "sample id", show: str = "all") -> GalleryView:
         """Every sample labelled ``class_name``: its overlay for the true class when it
-        was explained, else the plain photo."""
+        was explained, else the plain photo; each caption says whether the explanation
+        is flagged.
+
+        ``order`` (a key of :data:`~prodlens.app.quality_views.GALLERY_ORDERS`) sorts by
+        a quality score, unscored samples last; ``show`` (one of
+        :data:`~prodlens.app.quality_views.GALLERY_SHOW`) keeps all, only trusted or
+        only flagged explanations.
+        """
         preds = self._predictions(run)
         explained = self._explained(run)
         wanted = {s.id for s in self._class_samples(class_name) if s.id in explained}
@@ -300,19 +323,35 @@ class Explorer(MatchViews):
             for e in self.store.get_explanations(run, label=class_name):
                 if e.target_name == class_name or e.sample_id not in expls:
                     expls[e.sample_id] = e
+        spec = GALLERY_ORDERS.get(order)
+
         def item(s: ProductSample) -> Panel:
             p = preds.get(s.id)
             mark = "" if p is None else ("✓" if p.correct else f"✗ {p.predicted}")
             e = expls.get(s.id)
-            if e is not None:
-                return Panel(f"{s.id} {mark} · image {e.image_share:.0%}", self._overlay(run, s, e, THUMB_SIDE))
-            return Panel(f"{s.id} {mark} · not explained", self._photo(s, THUMB_SIDE))
+            if e is None:
+                return Panel(f"{s.id} {mark} · not explained", self._photo(s, THUMB_SIDE))
+            # the flag first: a caption longer than the thumbnail is cut at its end
+            value = "" if spec is None or e.quality is None else f" · {spec[0]} {getattr(e.quality, spec[0]):.2f}"
+            return Panel(f"{trust_mark(e.quality)}{value} · {s.id} {mark} · image {e.image_share:.0%}",
+                         self._overlay(run, s, e, THUMB_SIDE))
 
         shown = [s for s in self._class_samples(class_name) if s.id in preds or s.id in expls]
+        shown.sort(key=lambda s: (s.id not in expls, s.id))
+        entries = [(s, expls[s.id].quality if s.id in expls else None) for s in shown]
+        kept = order_and_filter(entries, order, show)
         # JPEG decoding and resizing release the GIL: draw the thumbnails in parallel
-        items = list(_POOL.map(item, shown))
-        items.sort(key=lambda x: ("not explained" in x.caption, x.caption))
-        return items
+        items = list(_POOL.map(item, kept))
+        n_expl = sum(1 for s in shown if s.id in expls)
+        n_flag = sum(1 for s in shown if s.id in expls and expls[s.id].flagged)
+        n_scored = sum(1 for s in shown if s.id in expls and expls[s.id].quality is not None)
+        summary = (f"{len(shown)} samples of **{class_name}**, {n_expl} with explanations (overlay for the true class)"
+                   f", {n_flag} of {n_scored} scored ones flagged as not trustworthy.")
+        if n_expl and not n_scored:
+            summary += f" The quality order and filter need scores: {NOT_SCORED}."
+        if show != "all":
+            summary += f" Showing {len(items)} ({show})."
+        return GalleryView(summary, items)
 
     def misclassified(self, run: str, class_name: str) -> MisclassifiedView:
         """Samples of ``class_name`` predicted as another class ("missed"), and samples
@@ -402,7 +441,8 @@ class Explorer(MatchViews):
             summary = f"No global explanation stored for **{class_name}** in this run."
         else:
             summary = f"**{class_name}**: {len(images)} image features and {len(texts)} text features (top by importance)."
-        return GlobalView(summary, views, text_rows)
+        flagged = self.flagged_note(run, class_name)
+        return GlobalView(f"{summary} {flagged}" if flagged else summary, views, text_rows)
 
     @staticmethod
     def _crop_members(f: GlobalFeature) -> list[tuple[str, int]]:

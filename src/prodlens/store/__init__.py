@@ -29,6 +29,7 @@ from prodlens.store.records import (
     MatchQuery,
     MatchResult,
     Prediction,
+    QualitySummary,
     Run,
 )
 from prodlens.store.sanity import (
@@ -48,6 +49,7 @@ __all__ = [
     "MatchQuery",
     "MatchResult",
     "Prediction",
+    "QualitySummary",
     "Run",
     "RunExistsError",
     "RunNotFoundError",

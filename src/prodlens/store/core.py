@@ -73,6 +73,7 @@ from prodlens.store.records import (
     GlobalFeature,
     MatchResult,
     Prediction,
+    QualitySummary,
     Run,
 )
 
@@ -787,6 +788,30 @@ class Store(MatchingTables):
         with self._engine.connect() as conn:
             rows = conn.execute(select(*cols).where(*where).order_by(t.c.sample_id, t.c.target, t.c.id)).all()
         return [ExplanationSummary(*r) for r in rows]
+
+    def quality_summaries(
+        self, run: RunRef, *, class_name: str | None = None, label: str | None = None
+    ) -> list[QualitySummary]:
+        """The quality scores of ``run``'s explanations without their arrays (the latest
+        explanation of each (sample, target), as :meth:`get_explanations` returns them),
+        ordered by sample id and target; ``quality`` is ``None`` for those stored unscored.
+
+        >>> s = Store.open(":memory:")
+        >>> s.quality_summaries(s.add_run("r"))
+        []
+        """
+        rid = self.run_id(run)
+        t = schema.explanations
+        where = self._explanation_where(rid, class_name, None, None, label)
+        cols = [t.c.id, t.c.sample_id, t.c.target, t.c.target_name, t.c.quality]
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(*cols).where(*where).order_by(t.c.sample_id, t.c.target, t.c.id)).all()
+        last = {(r.sample_id, r.target): r for r in rows}
+        return [
+            QualitySummary(r.id, r.sample_id, r.target, r.target_name,
+                           None if r.quality is None else ExplanationQuality.from_dict(codec.loads(r.quality)))
+            for r in last.values()
+        ]
 
     def explanation_keys(self, run: RunRef) -> set[tuple[str, int, str]]:
         """The ``(sample_id, target, config_key)`` of every explanation stored for ``run``:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from prodlens.explain.quality import ExplanationQuality
+
 MODALITIES = ("image", "text")
 
 
@@ -183,3 +185,24 @@ class ExplanationSummary:
     prediction: float
     image_share: float
     n_features: int
+
+
+@dataclass(frozen=True)
+class QualitySummary:
+    """An explanation's quality scores without its arrays: what the app's quality
+    lists and histograms need (``quality`` is ``None`` when it was stored unscored).
+
+    >>> QualitySummary(1, "s1", 0, "Oatly-Oat-Milk", None).flagged is None
+    True
+    """
+
+    id: int
+    sample_id: str
+    target: int
+    target_name: str
+    quality: ExplanationQuality | None
+
+    @property
+    def flagged(self) -> bool | None:
+        """Whether the scores say "do not trust this" (``None``: not scored)."""
+        return None if self.quality is None else not self.quality.trusted

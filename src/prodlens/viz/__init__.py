@@ -1,4 +1,4 @@
-"""Explanation -> images (JET overlays, coloured OCR boxes, legends); no UI code.
+"""Explanation -> images (JET overlays, coloured OCR boxes, legends, quality plots); no UI code.
 
 >>> from prodlens.viz import jet
 >>> jet(1.0).tolist()
@@ -6,6 +6,7 @@
 """
 
 from prodlens.viz.colormap import jet
+from prodlens.viz.quality import quality_curves, score_histogram
 from prodlens.viz.render import (
     THRESHOLD,
     ExplanationImages,
@@ -28,8 +29,10 @@ __all__ = [
     "jet",
     "joint_scores",
     "overlay_superpixels",
+    "quality_curves",
     "render_explanation",
     "save_pngs",
+    "score_histogram",
     "summary_figure",
     "with_colorbar",
 ]
