@@ -93,6 +93,10 @@ def flag_reasons(q: ExplanationQuality) -> list[str]:
     out = []
     for flag in q.flags:
         s = _BY_FLAG.get(flag)
+        if flag == "unidentified":
+            out.append("unidentified (fewer independent perturbations than features: some weights come from "
+                       "the ridge penalty, not the model; raise n_samples)")
+            continue
         if s is None:
             out.append(flag)
             continue

@@ -442,7 +442,7 @@ class MultimodalLime:
             ev.progress = None
             qualities = check.assess(
                 ev, surrogate, rows[:n_done], y_fit, weights[:n_done], fit.coef, fit.score, fit.local_prediction,
-                probs0[tgt], tgt, rng, grid=grid)
+                probs0[tgt], tgt, rng, grid=grid, identified=fit.rank is None or fit.rank >= x.n_features)
         seconds = time.perf_counter() - t0
         if check is not None:
             stats["quality_seconds"] = round(time.perf_counter() - t_quality, 4)

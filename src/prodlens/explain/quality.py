@@ -23,7 +23,9 @@ Three scores, computed by :class:`QualityCheck` right after the surrogate fit an
   between the surrogate's prediction on the unperturbed input and the model's.
 
 An explanation is *flagged* (``flags`` non-empty, ``trusted`` false) when a score crosses
-its threshold; the thresholds are :class:`QualityCheck` parameters, chosen from
+its threshold, or ``unidentified`` when its rows cannot identify every weight (design rank
+below the number of features: too few rows; the bootstrap cannot see this, since the
+penalty makes rank-deficient fits look stable); the thresholds are :class:`QualityCheck` parameters, chosen from
 ``bench/explanation_quality.py`` (see ``docs/explain.md``).
 
 >>> q = ExplanationQuality(fractions=(0.0, 0.5, 1.0), deletion=(0.9, 0.2, 0.1), insertion=(0.1, 0.8, 0.9),
@@ -43,8 +45,9 @@ import numpy as np
 from prodlens.explain.factorised import FactorGrid
 from prodlens.explain.surrogate import RidgeSurrogate, Surrogate, ridge_grid_coef
 
-#: names of the flags, in the order they are checked
-FLAGS = ("unfaithful", "unstable", "poor_fit", "off_target")
+#: names of the flags, in the order they are checked; ``unidentified``: the rows' design has
+#: lower rank than there are weights, so some weights were set by the ridge penalty alone
+FLAGS = ("unfaithful", "unstable", "poor_fit", "off_target", "unidentified")
 
 
 def _auc(fractions: Sequence[float], values: Sequence[float]) -> float:
@@ -70,6 +73,7 @@ class ExplanationQuality:
     local_error: float  #: |surrogate prediction - model prediction| on the unperturbed input
     flags: tuple[str, ...] = ()
     n_model_rows: int = 0  #: model rows the curves added (after the cache)
+    identified: bool = True  #: every weight identified by the rows (full-rank design)
     thresholds: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -126,6 +130,7 @@ class ExplanationQuality:
             "local_error": float(self.local_error),
             "flags": list(self.flags),
             "n_model_rows": int(self.n_model_rows),
+            "identified": bool(self.identified),
             "thresholds": dict(self.thresholds),
             "deletion_auc": self.deletion_auc,
             "insertion_auc": self.insertion_auc,
@@ -150,6 +155,7 @@ class ExplanationQuality:
             local_error=float(d["local_error"]),
             flags=tuple(d.get("flags", ())),
             n_model_rows=int(d.get("n_model_rows", 0)),
+            identified=bool(d.get("identified", True)),
             thresholds=dict(d.get("thresholds", {})),
         )
 
@@ -236,11 +242,14 @@ class QualityCheck:
         return {"min_faithfulness": self.min_faithfulness, "min_stability": self.min_stability,
                 "min_r2": self.min_r2, "max_local_error": self.max_local_error}
 
-    def flags(self, faithfulness: float, stability: float, r2: float, local_error: float) -> tuple[str, ...]:
+    def flags(self, faithfulness: float, stability: float, r2: float, local_error: float,
+              identified: bool = True) -> tuple[str, ...]:
         """The flags these scores earn (empty: nothing says "do not trust this").
 
         >>> QualityCheck().flags(0.1, 0.9, 0.6, 0.01), QualityCheck().flags(-0.02, 0.3, 0.6, 0.4)
         ((), ('unfaithful', 'unstable', 'off_target'))
+        >>> QualityCheck().flags(0.1, 0.9, 0.6, 0.01, identified=False)
+        ('unidentified',)
         """
         out = []
         if not faithfulness > self.min_faithfulness:
@@ -251,6 +260,8 @@ class QualityCheck:
             out.append("poor_fit")
         if not local_error <= self.max_local_error:
             out.append("off_target")
+        if not identified:
+            out.append("unidentified")
         return tuple(out)
 
     # -- the scores ---------------------------------------------------------------------
@@ -321,12 +332,13 @@ class QualityCheck:
     def assess(self, evaluate: Callable[[np.ndarray], np.ndarray], surrogate: Surrogate, rows: np.ndarray,
                y: np.ndarray, weights: np.ndarray, coef: np.ndarray, score: np.ndarray, local_prediction: np.ndarray,
                prediction: np.ndarray, targets: Sequence[int], rng: np.random.Generator,
-               grid: FactorGrid | None = None) -> list[ExplanationQuality]:
+               grid: FactorGrid | None = None, identified: bool = True) -> list[ExplanationQuality]:
         """One :class:`ExplanationQuality` per target, in ``targets`` order.
 
         ``y`` holds the fitted rows' probabilities of ``targets``; ``score`` and
         ``local_prediction`` come from the surrogate fit, ``prediction`` is the model's
-        probability of each target on the unperturbed input.
+        probability of each target on the unperturbed input; ``identified`` says whether
+        the fit's design had full rank.
         """
         counter = getattr(evaluate, "n_model_rows", None)
         before = counter if isinstance(counter, int) else 0
@@ -346,7 +358,8 @@ class QualityCheck:
                 r2=float(score[t]),
                 local_error=float(abs(local_prediction[t] - prediction[t])),
                 n_model_rows=int(after - before) if t == 0 else 0,
+                identified=bool(identified),
                 thresholds=self.thresholds,
             )
-            out.append(replace(q, flags=self.flags(q.faithfulness, q.stability, q.r2, q.local_error)))
+            out.append(replace(q, flags=self.flags(q.faithfulness, q.stability, q.r2, q.local_error, identified)))
         return out
