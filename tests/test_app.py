@@ -333,9 +333,10 @@ def test_callbacks_give_complete_outputs_and_survive_bad_input(ex):
 
     cb = Callbacks(ex)
     run_upd, run_b_upd, note = cb.on_load()
-    assert run_upd["value"] == "variant" and run_b_upd["value"] == "baseline" and note == ""
+    first = ex.richest_run()  # the run with the most explanations, see the next test
+    assert run_upd["value"] == first and {first, run_b_upd["value"]} == {"variant", "baseline"} and note == ""
     cls_upd, info, del_df, _ = cb.on_run("baseline")
-    assert cls_upd["value"] == "Alpro-Fresh-Soy-Milk" and "accuracy" in info and len(del_df) == 33
+    assert cls_upd["value"] == ex.richest_class("baseline") and "accuracy" in info and len(del_df) == 33
     out = cb.on_class("baseline", "Arla-Standard-Milk")
     assert out[0]["value"] == WRONG and "misclassified" in out[1]
     assert out[4]["value"] is not None and out[5]["value"] is not None  # two explanation panels
@@ -448,3 +449,22 @@ def test_navigation_never_runs_a_model(store_path, monkeypatch):
                 for m in ex.match_list(run, q.query_id).candidates:
                     cb.on_why(run, q.query_id, m.gallery_id)
     assert ex.match_choices("baseline", "Oatly-Oat-Milk")  # the matching views were visited
+
+
+def test_explorer_opens_on_the_richest_run_and_class(ex, store_path, tmp_path):
+    runs = ex.run_names()
+    counts = {r: ex.store.summary(r).n_explanations for r in runs}
+    assert ex.richest_run() == max(runs, key=lambda r: (counts[r], ex.store.summary(r).n_global_features, runs.index(r)))
+    run = ex.richest_run()
+    labels = {p.sample_id: p.label for p in ex.store.get_predictions(run)}
+    per_class: dict[str, int] = {}
+    for sid in {s.sample_id for s in ex.store.explanation_summaries(run)}:
+        per_class[labels[sid]] = per_class.get(labels[sid], 0) + 1  # explained photos of each class
+    assert per_class[ex.richest_class(run)] == max(per_class.values())
+    # a newer, empty run does not steal the first screen
+    with Store.open(store_path) as s:
+        s.add_run("zz-empty-newest", model="none", classes=["a"], if_exists="replace")
+        try:
+            assert Explorer(s).richest_run() == run and Explorer(s).richest_class("zz-empty-newest") == "a"
+        finally:
+            s.delete_run("zz-empty-newest")

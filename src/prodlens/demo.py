@@ -108,6 +108,12 @@ def run_demo(
     _step(4, total, f"explained {len(results)} val photos with multimodal LIME: {per:.1f} s each, "
           f"{int(np.mean(rows)) if rows else 0} surrogate rows from {int(np.mean(passes)) if passes else 0} encoder "
           f"passes on average ({', '.join(samplers) or '-'}, at most {max_samples} image masks)")
+    scored = [e for r in results for e in r.explanations if e.quality is not None]
+    flagged = [e for e in scored if e.flagged]
+    q_share = np.mean([r.stats.get("quality_seconds", 0.0) / max(r.seconds, 1e-9) for r in results]) if results else 0.0
+    print(f"      quality scores: {len(flagged)} of {len(scored)} explanations flagged"
+          + (f" ({', '.join(sorted({f for e in flagged for f in e.quality.flags}))})" if flagged else "")
+          + f"; scoring took {q_share:.0%} of the explaining time")
     for r in results:
         e = r.predicted_explanation
         words = [e.tokens[i - e.n_superpixels].text for i in e.top_features(10, positive_only=True) if i >= e.n_superpixels]

@@ -144,12 +144,20 @@ def _true_class_quality(store_file: Path, run: str, class_name: str) -> dict:
 
 
 def test_explorer_views_render_in_chromium(page, store_file):
-    # -- single sample, first class of the default (latest) run
+    # -- single sample: the app opens on the run and class with the most explanations
+    from prodlens.app.views import Explorer
+    from prodlens.store import Store
+
+    with Store.open(store_file, create=False) as store:
+        ex = Explorer(store)
+        first_run = ex.richest_run()
+        first_class = ex.richest_class(first_run)
     page.wait_for_selector("#pl-expl-1 img")
     _settle(page)
-    assert "variant" in page.locator("#pl-run input").input_value()
+    assert page.locator("#pl-run input").input_value() == first_run
+    assert page.locator("#pl-class input").input_value() == first_class
     assert _loaded(page, "#pl-photo img") == 1 and _loaded(page, "#pl-expl-1 img") == 1
-    assert "correctly classified" in page.locator("#pl-status").inner_text()
+    assert "classified" in page.locator("#pl-status").inner_text()
     assert page.locator("#pl-ocr textarea").input_value().strip()
     _shot(page, "01_single")
 

@@ -69,8 +69,8 @@ class Callbacks:
     # -- run level
     def on_load(self) -> tuple:
         runs = self.ex.run_names()
-        first = runs[-1] if runs else None
-        other = runs[-2] if len(runs) > 1 else first
+        first = self.ex.richest_run()  # the run with the most to show, not merely the newest
+        other = next((r for r in reversed(runs) if r != first), first)
         note = "" if runs else f"No runs in {self.ex.store.where} yet: run an explain job that writes to this store."
         return gr.update(choices=runs, value=first), gr.update(choices=runs, value=other), note
 
@@ -78,7 +78,7 @@ class Callbacks:
         if not self._valid(run):
             return gr.update(choices=[], value=None), "", *self.on_deletion(None)
         classes = self.ex.classes(run)  # type: ignore[arg-type]
-        return (gr.update(choices=classes, value=classes[0] if classes else None),
+        return (gr.update(choices=classes, value=self.ex.richest_class(run)),  # type: ignore[arg-type]
                 self.ex.run_summary(run),  # type: ignore[arg-type]
                 *self.on_deletion(run))
 
@@ -261,7 +261,9 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         runs = explorer.run_names()
         all_classes = sorted({c for r in runs for c in explorer.classes(r)})
         with gr.Row():
-            run_dd = gr.Dropdown(label="Run", choices=runs, elem_id="pl-run", scale=1)
+            # value=None: Gradio would preselect the first run, and on_load choosing that same run
+            # would then change nothing and fire no change event (no view would be filled)
+            run_dd = gr.Dropdown(label="Run", choices=runs, value=None, elem_id="pl-run", scale=1)
             class_dd = gr.Dropdown(label="Class", choices=all_classes, elem_id="pl-class", scale=2)
         run_info = gr.Markdown(elem_id="pl-run-info")
         with gr.Tabs(elem_id="pl-main-tabs"):

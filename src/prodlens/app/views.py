@@ -179,6 +179,37 @@ class Explorer(MatchViews, QualityViews):
     def run_names(self) -> list[str]:
         return [r.name for r in self.store.list_runs()]
 
+    def richest_run(self) -> str | None:
+        """The run to open on: most explanations, then most global features, then the newest.
+
+        >>> from prodlens.store import Store
+        >>> Explorer(Store.open(":memory:")).richest_run() is None
+        True
+        """
+        runs = self.store.list_runs()
+        if not runs:
+            return None
+        scores = {}
+        for i, r in enumerate(runs):
+            s = self.store.summary(r.name)
+            scores[r.name] = (s.n_explanations, s.n_global_features, i)
+        return max(scores, key=scores.__getitem__)
+
+    def richest_class(self, run: str) -> str | None:
+        """The class to open on: the one with the most explained photos labelled with it in ``run``
+        (the class picker lists a class's own photos; first in class order on ties)."""
+        classes = self.classes(run)
+        if not classes:
+            return None
+        preds = self._predictions(run)
+        counts: dict[str, int] = {}
+        for sid, targets in self._explained(run).items():
+            p = preds.get(sid)
+            label = p.label if p is not None and p.label else None
+            for name in [label] if label else {n for _, n in targets}:
+                counts[name] = counts.get(name, 0) + 1
+        return max(classes, key=lambda c: (counts.get(c, 0), -classes.index(c)))
+
     def classes(self, run: str) -> list[str]:
         return self._meta.get(("classes", run), lambda: self.store.class_names(run))  # type: ignore[return-value]
 
