@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prodlens.cli._common import add_parser
+from prodlens.cli._common import add_parser, report_skips
 from prodlens.data.manifest import read_dataset
 from prodlens.errors import BadInputError
 
@@ -91,7 +91,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out:
         jp, mp = write_report(report, args.out, stem=args.stem, title=title)
         print(f"wrote {jp} and {mp}")
-    return 0
+    return report_skips(report.skipped)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -146,7 +146,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_parser(
         sub, "evaluate", "Top-1/top-5, per-class accuracy and most-confused pairs of a checkpoint on a dataset split.",
-        "prodlens evaluate runs/embracenet.pt work/grocery --split val --out runs/eval",
+        "prodlens evaluate runs/embracenet.pt work/grocery --split val --out runs/eval", skips=True,
     )
     p.add_argument("checkpoint", nargs="+", help="checkpoint; several are evaluated as one ensemble (mean probability)")
     p.add_argument("dataset", help="dataset folder (manifest.jsonl + classes.json)")

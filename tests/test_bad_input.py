@@ -1,0 +1,140 @@
+"""Bad input never loses other work: every command that walks a dataset, fed one
+unreadable photo among good ones, does the good ones and names the bad one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prodlens.cli import global_cmds, main
+from prodlens.cli._common import EXIT_SKIPPED
+from prodlens.data.manifest import Dataset, read_dataset, write_dataset
+from prodlens.data.types import OcrToken
+
+CLASSES = ["Oatly-Oat-Milk", "Arla-Standard-Milk"]
+BAD = "Oatly-Oat-Milk_999.jpg"
+
+
+class ToyModel:
+    """Two classes told apart by the word OATLY; ``encode_images`` is the mean colour."""
+
+    classes = CLASSES
+    input_size = 32
+
+    def predict_proba(self, images, token_lists):
+        z = np.array([[2.0 * any(t.text == "OATLY" for t in ts), 1.0] for ts in token_lists])
+        p = np.exp(z - z.max(1, keepdims=True))
+        return p / p.sum(1, keepdims=True)
+
+    def encode_images(self, images):
+        return np.array([np.asarray(im, float).reshape(-1, 3).mean(0) / 255 for im in images])
+
+
+@pytest.fixture
+def photos(tmp_path, sample_ds) -> Path:
+    """``photos/<split>/<class>/*.jpg``: 2 train + 2 val real photos per class, and one
+    garbage-bytes ``.jpg`` in val/Oatly."""
+    root = tmp_path / "photos"
+    for c in CLASSES:
+        mine = [s for s in sample_ds.samples if s.label == c]
+        for split in ("train", "val"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for s in [s for s in mine if s.split == split][:2]:
+                shutil.copyfile(s.image_path, d / s.image_path.name)
+    (root / "val" / CLASSES[0] / BAD).write_bytes(b"not a jpeg at all")
+    return root
+
+
+def _words(label: str) -> tuple[OcrToken, ...]:
+    return tuple(OcrToken(w.upper(), (10 * i, 0, 10 * i + 8, 8)) for i, w in enumerate(label.split("-")))
+
+
+@pytest.fixture
+def dataset(tmp_path, photos) -> Path:
+    """A dataset folder whose manifest lists the bad photo too (as an older import would),
+    with OCR words attached."""
+    from prodlens.data.folders import _images
+    from prodlens.data.types import ClassList, ProductSample
+
+    samples = [
+        ProductSample(f"{p.parent.parent.name}/{p.stem}", p, p.parent.name, p.parent.parent.name, _words(p.parent.name))
+        for p in _images(photos)
+    ]
+    write_dataset(Dataset(samples, ClassList.from_names(CLASSES)), tmp_path / "ds")
+    return tmp_path / "ds"
+
+
+def _good(ds_dir: Path, split: str | None = None) -> list[str]:
+    return [s.id for s in read_dataset(ds_dir).samples if BAD not in str(s.image_path) and split in (None, s.split)]
+
+
+# -- importers ---------------------------------------------------------------------------
+
+
+def test_import_folders_leaves_the_bad_photo_out_and_says_so(photos, tmp_path, capsys):
+    assert main(["import-folders", str(photos), "--out", str(tmp_path / "ds")]) == 0
+    out = capsys.readouterr().out
+    ds = read_dataset(tmp_path / "ds")
+    assert len(ds) == 8 and not any(BAD in str(s.image_path) for s in ds)
+    assert "skipped 1" in out and BAD in out and "re-export it as JPEG or PNG" in out
+
+
+def test_import_grocery_checks_each_image(photos, tmp_path):
+    from prodlens.data.grocery import import_grocery_store
+
+    root = tmp_path / "gs"
+    header = "Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),Iconic Image Path (str),Product Description Path (str)"
+    rows = [f"{c},{i},Milk,0,/iconic/{c}.jpg,/iconic/{c}.txt" for i, c in enumerate(CLASSES)]
+    (root / "train").mkdir(parents=True)
+    (root / "classes.csv").write_text("\n".join([header, *rows]) + "\n")
+    lines = []
+    for p in sorted((photos / "val").rglob("*.jpg")):
+        shutil.copyfile(p, root / "train" / p.name)
+        lines.append(f"train/{p.name}, {CLASSES.index(p.parent.name)}, 0")
+    (root / "train.txt").write_text("\n".join(lines) + "\n")
+    ds = import_grocery_store(root)
+    assert len(ds) == 4
+    ((path, why),) = ds.skipped
+    assert path.endswith(BAD) and "not a readable image" in why
+
+
+def test_import_vision_skips_a_photo_that_does_not_open(dataset, tmp_path, capsys):
+    vision = tmp_path / "vision"
+    vision.mkdir()
+    word = {"description": "OATLY", "boundingPoly": {"vertices": [{"x": 1, "y": 1}, {"x": 9, "y": 1}, {"x": 9, "y": 5}, {"x": 1, "y": 5}]}}
+    for s in read_dataset(dataset):
+        (vision / f"{s.image_path.stem}.json").write_text(json.dumps({"textAnnotations": [{"description": "OATLY"}, word]}))
+    assert main(["import-vision", str(dataset), str(vision), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "8 with JSON" in out and "1 skipped" in out and BAD in out
+
+
+# -- commands that score or explain ------------------------------------------------------
+
+
+def test_evaluate_scores_the_good_photos_and_reports_the_bad_one(dataset, tmp_path, monkeypatch, capsys):
+    import prodlens.models.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_classifier", lambda *a, **k: ToyModel())
+    rc = main(["evaluate", "model.pt", str(dataset), "--split", "val", "--out", str(tmp_path / "eval")])
+    assert rc == EXIT_SKIPPED
+    captured = capsys.readouterr()
+    assert "| 4 | 100.0% |" in captured.out and BAD in captured.out  # the Markdown lists it too
+    assert "1 photos skipped" in captured.err and BAD in captured.err and "re-export" in captured.err
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["n"] == 4 and report["skipped"][0][0].endswith(BAD)
+
+
+def test_predict_dataset_says_which_samples_it_scored(dataset):
+    from prodlens.train.metrics import predict_dataset
+
+    ds = read_dataset(dataset).split("val")
+    probs, scored, skipped = predict_dataset(ToyModel(), ds, batch_size=2, progress=False)
+    assert [s.id for s in scored] == _good(dataset, "val") and probs.shape == (4, 2)
+    assert len(skipped) == 1 and skipped[0][0].endswith(BAD)
