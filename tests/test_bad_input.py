@@ -138,3 +138,45 @@ def test_predict_dataset_says_which_samples_it_scored(dataset):
     probs, scored, skipped = predict_dataset(ToyModel(), ds, batch_size=2, progress=False)
     assert [s.id for s in scored] == _good(dataset, "val") and probs.shape == (4, 2)
     assert len(skipped) == 1 and skipped[0][0].endswith(BAD)
+
+
+@pytest.fixture
+def explanations(dataset, tmp_path) -> Path:
+    """One explanation per val photo, the bad one's too (as if it broke after explaining)."""
+    from prodlens.explain.explanation import Explanation
+
+    folder = tmp_path / "expl"
+    folder.mkdir()
+    segments = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 8, 0), 8, 1)  # 4 quadrants, rescaled to each photo
+    for s in read_dataset(dataset).split("val"):
+        weights = np.array([0.5, 0.3, 0.0, -0.1] + [0.4] + [0.0] * (len(s.tokens) - 1))
+        e = Explanation(s.id, CLASSES.index(s.label), s.label, weights, 0.0, 0.9, 0.9, segments, s.tokens, 4)
+        (folder / f"{s.image_path.stem}.json").write_text(json.dumps(e.to_dict()))
+    return folder
+
+
+def test_global_aggregates_the_good_photos_and_reports_the_bad_one(dataset, explanations, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(global_cmds, "_load_classifier", lambda path: ToyModel())
+    out = tmp_path / "global.json"
+    rc = main(["global", str(explanations), "--data", str(dataset), "--model", "m.pt", "-o", str(out), "--min-support", "1",
+               "--min-cluster-size", "2", "--min-samples", "1", "--no-progress"])
+    assert rc == EXIT_SKIPPED
+    assert BAD in capsys.readouterr().err
+    g = json.loads(out.read_text())
+    assert [Path(p).name for p, _ in g["config"]["skipped"]] == [BAD]
+    oatly = {f["text"] for f in next(c for c in g["classes"] if c["class_name"] == CLASSES[0])["text"]}
+    assert "OATLY" in oatly  # the text of all three explanations still counts
+
+
+def test_deletion_scores_the_good_photos_and_reports_the_bad_one(dataset, explanations, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(global_cmds, "_load_classifier", lambda path: ToyModel())
+    g = tmp_path / "global.json"
+    main(["global", str(explanations), "-o", str(g), "--modality", "text", "--min-support", "1", "--no-progress"])
+    out = tmp_path / "deletion.json"
+    rc = main(["deletion", str(g), str(explanations), "--data", str(dataset), "--model", "m.pt", "-o", str(out),
+               "--modality", "text", "--top-k", "1", "--no-progress"])
+    assert rc == EXIT_SKIPPED
+    assert BAD in capsys.readouterr().err
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["samples"] == 4 and sorted(row["sample_ids"]) == _good(dataset, "val")
+    assert Path(row["skipped"][0][0]).name == BAD

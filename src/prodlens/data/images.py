@@ -146,13 +146,22 @@ def check_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> None:
             img.verify()
 
 
-def image_opens(path: str | Path, skipped: list[Skip]) -> bool:
-    """:func:`check_image` for importers: ``False`` after logging the problem and adding
-    ``(path, full message)`` to ``skipped`` (the form of ``Dataset.skipped``)."""
+def image_opens(path: str | Path, skipped: list[Skip], item: str | None = None) -> bool:
+    """:func:`check_image` for code that walks a dataset: ``False`` after logging the
+    problem and adding it to ``skipped``: ``(item, reason)`` as in a report's skips when
+    ``item`` is given, else ``(path, whole message)`` as in ``Dataset.skipped``.
+
+    >>> out: list = []
+    >>> image_opens("gone.jpg", out, "s1"), out[0][0]
+    (False, 's1')
+    """
     try:
         check_image(path)
     except BadInputError as e:
-        log.warning("skipping %s", e)
-        skipped.append((e.path, str(e)))
+        if item is not None:
+            record_skip(skipped, e, item)
+        else:
+            log.warning("skipping %s", e)
+            skipped.append((e.path, str(e)))
         return False
     return True
