@@ -180,3 +180,40 @@ def test_deletion_scores_the_good_photos_and_reports_the_bad_one(dataset, explan
     (row,) = json.loads(out.read_text())["rows"]
     assert row["samples"] == 4 and sorted(row["sample_ids"]) == _good(dataset, "val")
     assert Path(row["skipped"][0][0]).name == BAD
+
+
+@pytest.mark.slow
+def test_match_fit_and_match_leave_the_bad_photo_out(dataset, tmp_path, capsys):
+    common = ["--kind", "image", "--feature-cache", str(tmp_path / "features"), "--no-progress"]
+    emb = tmp_path / "emb.pt"
+    assert main(["match-fit", str(dataset), "--split", "val", "--out", str(emb), "--epochs", "2", "--out-dim", "4",
+                 *common]) == EXIT_SKIPPED
+    assert BAD in capsys.readouterr().err
+    rc = main(["match", str(dataset), "--embedding", str(emb), "--queries", "val", "--gallery", "train", "-k", "2",
+               "--json", str(tmp_path / "r.json"), *common])
+    assert rc == EXIT_SKIPPED
+    assert BAD in capsys.readouterr().err
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["n_queries"] == 4 and [Path(p).name for p, _ in res["config"]["skipped"]] == [BAD]
+
+
+def test_pipeline_trains_and_explains_around_a_bad_training_photo(dataset, tmp_path, capsys):
+    from prodlens.pipeline import PipelineConfig
+
+    ds = read_dataset(dataset)
+    moved = [replace(s, split="train") if BAD in str(s.image_path) else s for s in ds.samples]
+    write_dataset(replace(ds, samples=moved), dataset)
+    cfg = PipelineConfig.from_dict({
+        "name": "bad", "out": "out", "cache_dir": "cache", "data": {"dataset": str(dataset)}, "ocr": {"engine": "none"},
+        "train": {"backbone": {"input_size": 64}, "text_backbone": "char_ngrams", "views": 1, "epochs": 3},
+        "explain": {"split": "val", "samples": 24, "segments": 8, "quality": False},
+        "global": {"min_support": 1}, "deletion": {"modalities": ["text"]}, "executor": {"threads": 1},
+    }, base=tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps(cfg.to_dict()))
+    assert main(["run", str(tmp_path / "run.json"), "--no-progress"]) == EXIT_SKIPPED
+    err = capsys.readouterr().err
+    assert "failed train val/Oatly-Oat-Milk_999" in err and "re-export" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    stages = {s["stage"]: s for s in summary["stages"]}
+    assert all(s["status"] == "ok" for s in stages.values())
+    assert stages["explain"]["done"] == 4 and stages["deletion"]["done"] == 1
