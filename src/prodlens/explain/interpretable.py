@@ -81,12 +81,16 @@ def fill_image(image: np.ndarray, segments: np.ndarray, fill: Fill = "mean", blu
 
 
 def resize_labels(segments: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label image to ``(height, width)``.
+    """Nearest-neighbour resize of a label image to ``(height, width)`` (no new labels
+    appear; returned as is when it already has that size).
 
     >>> resize_labels(np.array([[0, 1], [2, 3]]), (4, 4))[::2, ::2].tolist()
     [[0, 1], [2, 3]]
     """
-    h, w = size
+    segments = np.asarray(segments)
+    h, w = int(size[0]), int(size[1])
+    if segments.shape == (h, w):
+        return segments
     H, W = segments.shape
     rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
     cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
