@@ -212,8 +212,17 @@ def test_pipeline_trains_and_explains_around_a_bad_training_photo(dataset, tmp_p
     (tmp_path / "run.json").write_text(json.dumps(cfg.to_dict()))
     assert main(["run", str(tmp_path / "run.json"), "--no-progress"]) == EXIT_SKIPPED
     err = capsys.readouterr().err
-    assert "failed train val/Oatly-Oat-Milk_999" in err and "re-export" in err
+    assert f"failed train {dataset.parent / 'photos' / 'val' / CLASSES[0] / BAD}" in err and "re-export" in err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     stages = {s["stage"]: s for s in summary["stages"]}
     assert all(s["status"] == "ok" for s in stages.values())
     assert stages["explain"]["done"] == 4 and stages["deletion"]["done"] == 1
+
+
+def test_train_leaves_the_bad_photo_out(dataset, tmp_path, capsys, one_torch_thread):
+    rc = main(["train", str(dataset), "--model", "concat", "--text-backbone", "char_ngrams", "--backbone-opt", "input_size=64",
+               "--views", "1", "--epochs", "2", "--train-split", "val", "--val-split", "train",
+               "--feature-cache", str(tmp_path / "features"), "--out", str(tmp_path / "m.pt")])
+    assert rc == EXIT_SKIPPED and (tmp_path / "m.pt").is_file()
+    captured = capsys.readouterr()
+    assert "4 train / 4 val samples" in captured.out and BAD in captured.err

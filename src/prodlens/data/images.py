@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from prodlens.data.manifest import Dataset
 from prodlens.errors import BadInputError, Skip, record_skip
 
 log = logging.getLogger(__name__)
@@ -165,3 +167,15 @@ def image_opens(path: str | Path, skipped: list[Skip], item: str | None = None) 
             skipped.append((e.path, str(e)))
         return False
     return True
+
+
+def openable(ds: Dataset, skipped: list[Skip]) -> Dataset:
+    """The samples of ``ds`` whose photo opens (:func:`image_opens`, cheap); each other one
+    goes to ``skipped`` as ``(file, reason)``.
+
+    >>> from prodlens.data.types import ClassList, ProductSample
+    >>> out: list = []
+    >>> len(openable(Dataset([ProductSample("s1", "gone.jpg", "a")], ClassList.from_names(["a"])), out)), out[0][0]
+    (0, 'gone.jpg')
+    """
+    return replace(ds, samples=[s for s in ds.samples if image_opens(s.image_path, skipped, str(s.image_path))])

@@ -214,15 +214,6 @@ def stage_ocr(ctx: Context) -> StageReport:
                   outputs={"dataset": str(manifest), "samples": len(ds)})
 
 
-def _openable(ds: Dataset, skipped: list[Skip]) -> Dataset:
-    """The samples of ``ds`` whose photo opens (checked cheaply); the others go to ``skipped``."""
-    from dataclasses import replace
-
-    from prodlens.data.images import image_opens
-
-    return replace(ds, samples=[s for s in ds.samples if image_opens(s.image_path, skipped, s.id)])
-
-
 def stage_train(ctx: Context) -> StageReport:
     """Train the model (or take ``train.checkpoint``); skipped when its checkpoint exists."""
     from prodlens.train import TrainConfig, train_model
@@ -241,8 +232,10 @@ def stage_train(ctx: Context) -> StageReport:
     ctx.checkpoint, ctx.keys["train"] = path, key
     if path.is_file():
         return report(skipped=1, outputs={"checkpoint": str(path)})
+    from prodlens.data.images import openable
+
     bad: list[Skip] = []  # an unreadable training photo is reported, not fatal
-    train, val = (_openable(ctx.dataset.split(sp), bad) for sp in ("train", "val"))
+    train, val = (openable(ctx.dataset.split(sp), bad) for sp in ("train", "val"))
     if not len(train):
         raise BadInputError(cfg.source, "no training photos (split 'train' is empty)", "check [data]")
     tc = TrainConfig(mode=t.mode, views=t.views, epochs=t.epochs, patience=t.patience, lr=t.lr, batch_size=t.batch_size,
