@@ -1,4 +1,5 @@
-"""Named exceptions. The CLI turns these into a friendly message and exit code 2."""
+"""Named exceptions (the CLI turns them into a friendly message and exit code 2), and the
+one way code that walks a dataset records a bad item it skips (:func:`record_skip`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-log = logging.getLogger("prodlens")
+log = logging.getLogger(__name__)
 
 
 class ProdlensError(Exception):
