@@ -128,3 +128,11 @@ def test_save_pngs_writes_readable_files(tmp_path):
     with Image.open(paths["multimodal"]) as im:
         assert im.size == (W + 56, H)
     assert summary_figure(photo(), e).shape[0] == H + 22
+
+
+def test_a_downscaled_explanation_is_fitted_to_the_full_size_photo():
+    e = make_expl(np.ones(9))  # segments 40 x 60, as a large photo's explanation is smaller than the photo
+    big = render_explanation(np.zeros((80, 120, 3), np.uint8), e)
+    small = render_explanation(np.zeros((40, 60, 3), np.uint8), e)
+    assert big.multimodal.shape == (80, 120, 3)
+    assert np.array_equal(big.image_only[::2, ::2], small.image_only)

@@ -1,8 +1,13 @@
-"""Named exceptions. The CLI turns these into a friendly message and exit code 2."""
+"""Named exceptions (the CLI turns them into a friendly message and exit code 2), and the
+one way code that walks a dataset records a bad item it skips (:func:`record_skip`)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class ProdlensError(Exception):
@@ -26,6 +31,46 @@ class BadInputError(ProdlensError):
         if fix:
             msg += f". {fix}"
         super().__init__(msg)
+
+    @property
+    def reason(self) -> str:
+        """What went wrong and what to do, without the file name (the message's tail).
+
+        >>> BadInputError("a.jpg", "cannot be decoded", "re-export it").reason
+        'cannot be decoded. re-export it'
+        """
+        return str(self).removeprefix(f"{self.path}: ")
+
+
+#: One item a dataset-walking step skipped: ``(file or item, reason)``, as in
+#: ``OcrReport.skipped``, ``EvalReport.skipped`` and ``Dataset.skipped``.
+Skip = tuple[str, str]
+
+
+def record_skip(skipped: list[Skip], error: BadInputError, item: str | None = None) -> None:
+    """Log ``error`` as a warning and append ``(item or error.path, error.reason)`` to ``skipped``.
+
+    The one way code that walks a dataset skips a bad item and goes on.
+
+    >>> out: list[Skip] = []
+    >>> record_skip(out, BadInputError("b.jpg", "not a readable image", "re-export it"))
+    >>> out
+    [('b.jpg', 'not a readable image. re-export it')]
+    """
+    log.warning("skipping %s", error)
+    skipped.append((item or error.path, error.reason))
+
+
+def skip_lines(skipped: Sequence[Skip], limit: int = 10, indent: str = "  ") -> list[str]:
+    """Human-readable lines for the first ``limit`` skips (and a count of the rest).
+
+    >>> skip_lines([("b.jpg", "corrupt"), ("c.jpg", "missing")], limit=1)
+    ['  skipped b.jpg: corrupt', '  ... and 1 more skipped']
+    """
+    out = [f"{indent}skipped {item}: {why}" for item, why in skipped[:limit]]
+    if len(skipped) > limit:
+        out.append(f"{indent}... and {len(skipped) - limit} more skipped")
+    return out
 
 
 class ConfigError(ProdlensError, ValueError):

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from prodlens.aggregate._validation import check_choice, check_float, check_int, check_rgb
+from prodlens.explain.interpretable import resize_labels
 
 CROP_MODES = ("masked", "box")
 
@@ -30,14 +31,7 @@ def match_segments(segments: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     >>> match_segments(np.array([[0, 1]]), (2, 4, 3)).tolist()
     [[0, 0, 1, 1], [0, 0, 1, 1]]
     """
-    segments = np.asarray(segments)
-    h, w = int(shape[0]), int(shape[1])
-    if segments.shape == (h, w):
-        return segments
-    H, W = segments.shape
-    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
-    return segments[rows[:, None], cols[None, :]]
+    return resize_labels(segments, (int(shape[0]), int(shape[1])))
 
 
 def superpixel_box(segments: np.ndarray, superpixel: int, margin: float = 0.0) -> tuple[int, int, int, int]:

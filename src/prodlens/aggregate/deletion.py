@@ -33,6 +33,7 @@ from prodlens.aggregate.crops import match_segments
 from prodlens.aggregate.global_explainer import ImageSource, index_samples
 from prodlens.aggregate.results import MODALITIES, GlobalExplanations, GlobalFeature
 from prodlens.aggregate.text import get_scorer, normalize_word
+from prodlens.errors import Skip
 from prodlens.data.types import OcrToken, ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.interpretable import Fill, fill_image
@@ -72,6 +73,7 @@ class DeletionRow:
     mean_deleted: float = 0.0  #: features deleted per sample (same for top and random)
     sample_ids: tuple[str, ...] = ()
     config: dict = field(default_factory=dict, compare=False)
+    skipped: tuple[Skip, ...] = field(default=(), compare=False)  #: (file, reason) of unreadable photos
 
     def to_dict(self) -> dict:
         return {
@@ -85,6 +87,7 @@ class DeletionRow:
             "mean_deleted": float(self.mean_deleted),
             "sample_ids": list(self.sample_ids),
             "config": self.config,
+            "skipped": [list(x) for x in self.skipped],
         }
 
     def as_steps(self) -> dict:
@@ -118,6 +121,7 @@ class DeletionRow:
             mean_deleted=float(d.get("mean_deleted", 0.0)),
             sample_ids=tuple(d.get("sample_ids", ())),
             config=dict(d.get("config", {})),
+            skipped=tuple((str(p), str(w)) for p, w in d.get("skipped", ())),
         )
 
 
@@ -299,7 +303,8 @@ def deletion_test(
         Local explanations of the test samples (their ``segments`` and ``tokens`` are
         the features deleted; with several per sample, the true class's is used).
     samples:
-        The samples (labels and photos); ``images`` may supply photos in memory.
+        The samples (labels and photos); ``images`` may supply photos in memory. A photo
+        that cannot be read is skipped (``row.skipped`` names it); the rest are scored.
     modality:
         ``"image"`` or ``"text"``.
     top_k:
@@ -376,24 +381,35 @@ def deletion_test(
     if not cases:
         return DeletionRow(model, modality, 0, float("nan"), float("nan"), float("nan"), config=config)
 
-    correct = np.zeros((len(cases), 2 + n_repeats), dtype=bool)
+    results: list[np.ndarray] = []
+    scored: list[_Case] = []
     step = max(1, batch_size // (2 + n_repeats))
     with tqdm(total=len(cases), desc=f"deletion {model}/{modality}", disable=not progress) as bar:
         for start in range(0, len(cases), step):
-            chunk = cases[start : start + step]
+            chunk = []
             imgs: list[np.ndarray] = []
             toks: list[list[OcrToken]] = []
-            for c in chunk:
-                for i, ims, ts in _variants(c, source(c.sample_id), modality, fill):
+            for c in cases[start : start + step]:
+                image = source.load(c.sample_id)
+                if image is None:
+                    continue
+                chunk.append(c)
+                for i, ims, ts in _variants(c, image, modality, fill):
                     imgs.append(ims)
                     toks.append(ts)
+            bar.update(min(step, len(cases) - start))
+            if not chunk:
+                continue
             proba = np.asarray(classifier.predict_proba(imgs, toks))
             if proba.shape != (len(imgs), len(classes)):
                 raise ValueError(f"predict_proba returned shape {proba.shape}; expected {(len(imgs), len(classes))}")
             pred = proba.argmax(1).reshape(len(chunk), 2 + n_repeats)
-            for k, c in enumerate(chunk):
-                correct[start + k] = [classes[p] == c.label for p in pred[k]]
-            bar.update(len(chunk))
+            results += [np.array([classes[p] == c.label for p in pred[k]]) for k, c in enumerate(chunk)]
+            scored += chunk
+    skipped = tuple(source.skipped)
+    if not scored:
+        return DeletionRow(model, modality, 0, float("nan"), float("nan"), float("nan"), config=config, skipped=skipped)
+    cases, correct = scored, np.stack(results)
     rand = correct[:, 2:].mean(0)
     return DeletionRow(
         model=model,
@@ -406,6 +422,7 @@ def deletion_test(
         mean_deleted=float(np.mean([len(c.deleted) for c in cases])),
         sample_ids=tuple(c.sample_id for c in cases),
         config=config,
+        skipped=skipped,
     )
 
 

@@ -35,6 +35,7 @@ from prodlens.aggregate.results import MODALITIES, ClassGlobalExplanation, Featu
 from prodlens.aggregate.text import CASES, LINKAGES, SCORERS, WordGrouper
 from prodlens.data.images import load_image
 from prodlens.data.types import ProductSample
+from prodlens.errors import BadInputError, Skip, record_skip
 from prodlens.explain.explanation import Explanation
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,15 @@ class ImageSource:
     def __init__(self, samples: Mapping[str, ProductSample], images: Mapping[str, np.ndarray] | None = None) -> None:
         self.samples = samples
         self.images = images or {}
+        self.skipped: list[Skip] = []  #: (file, reason) of each photo :meth:`load` could not read
+
+    def load(self, sample_id: str) -> np.ndarray | None:
+        """The photo, or ``None`` when its file cannot be read (logged and added to ``skipped``)."""
+        try:
+            return self(sample_id)
+        except BadInputError as e:
+            record_skip(self.skipped, e)
+            return None
 
     def __call__(self, sample_id: str) -> np.ndarray:
         if sample_id in self.images:
@@ -80,7 +90,9 @@ class GlobalExplainer:
     * ``embeddings_`` -- ``{class: (n, d) array}`` aligned with ``image_occurrences_``
       (as clustered: L2-normalised when ``normalize_embeddings``);
     * ``image_labels_`` -- ``{class: (n,) int array}`` cluster per occurrence, ``-1`` noise;
-    * ``text_occurrences_`` -- ``{class: [FeatureOccurrence]}`` words that were grouped.
+    * ``text_occurrences_`` -- ``{class: [FeatureOccurrence]}`` words that were grouped;
+    * ``skipped_`` -- ``(file, reason)`` of each photo that could not be read: its
+      explanation's superpixels are left out, the rest are aggregated.
 
     Parameters
     ----------
@@ -279,8 +291,9 @@ class GlobalExplainer:
         self.text_occurrences_: dict[str, list[FeatureOccurrence]] = {}
         image_feats: dict[str, tuple[tuple[GlobalFeature, ...], tuple[FeatureOccurrence, ...]]] = {}
         text_feats: dict[str, tuple[GlobalFeature, ...]] = {}
+        source = ImageSource(index_samples(samples), images)
         if "image" in mods:
-            self._embed(by_class, norms, ImageSource(index_samples(samples), images))
+            self._embed(by_class, norms, source)
             for c in tqdm(by_class, desc="cluster superpixels", disable=not self.progress, leave=False):
                 image_feats[c] = self._image_features(c)
         if "text" in mods:
@@ -298,6 +311,7 @@ class GlobalExplainer:
             for c, es in by_class.items()
         }
         self.global_ = GlobalExplanations(classes, self.get_config())
+        self.skipped_ = tuple(source.skipped)
         return self
 
     def _embed(self, by_class: dict[str, list[Explanation]], norms: dict[int, np.ndarray], source: ImageSource) -> None:
@@ -326,7 +340,9 @@ class GlobalExplainer:
             occ = image_occurrences(e, norms[id(e)], self.top_k_local)
             if not occ:
                 continue
-            image = source(e.sample_id)
+            image = source.load(e.sample_id)
+            if image is None:
+                continue
             for o in occ:
                 batch.append(superpixel_crop(
                     image, e.segments, o.index, mode=self.crop, fill=check_rgb("crop_fill", self.crop_fill),

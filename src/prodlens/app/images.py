@@ -9,7 +9,6 @@ thumbnail costs a fraction of a full-size render.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from prodlens.explain.explanation import Explanation
+from prodlens.explain.interpretable import resize_labels
 from prodlens.viz import draw_token_boxes, joint_scores, overlay_superpixels
 
 V = TypeVar("V")
@@ -98,34 +98,9 @@ def read_photo(path: str | Path, max_side: int | None = None) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
-def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label map to ``shape`` (no new labels appear).
-
-    >>> resize_labels(np.array([[0, 1]]), (2, 4)).tolist()
-    [[0, 0, 1, 1], [0, 0, 1, 1]]
-    """
-    labels = np.asarray(labels)
-    h, w = int(shape[0]), int(shape[1])
-    if labels.shape == (h, w):
-        return labels
-    H, W = labels.shape
-    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
-    return labels[rows[:, None], cols[None, :]]
-
-
 def fit_explanation(e: Explanation, shape: tuple[int, int]) -> Explanation:
     """``e`` with segments resized to ``shape`` and OCR boxes scaled to match."""
-    H, W = np.asarray(e.segments).shape
-    h, w = int(shape[0]), int(shape[1])
-    if (H, W) == (h, w):
-        return e
-    sy, sx = h / H, w / W
-    tokens = tuple(
-        dataclasses.replace(t, box=(t.box[0] * sx, t.box[1] * sy, t.box[2] * sx, t.box[3] * sy), quad=None)
-        for t in e.tokens
-    )
-    return dataclasses.replace(e, segments=resize_labels(e.segments, (h, w)), tokens=tokens)
+    return e.fitted_to(shape)
 
 
 def render_overlay(photo: np.ndarray, e: Explanation, *, alpha: float = 0.5) -> np.ndarray:

@@ -49,6 +49,7 @@ def run_explain(
     from prodlens.data.images import load_image
     from prodlens.data.manifest import read_dataset
     from prodlens.explain import MultimodalLime
+    from prodlens.explain.interpretable import shrink_photo
     from prodlens.viz import save_pngs
 
     ds = read_dataset(dataset_dir)
@@ -77,9 +78,10 @@ def run_explain(
         raise ProdlensError(str(e)) from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    shown, _ = shrink_photo(image, (), explainer.max_pixels)  # PNGs at the size it was explained at
     pngs = {}
     for e in result.explanations:
-        pngs[e.target_name] = {k: str(p) for k, p in save_pngs(image, e, out).items()}
+        pngs[e.target_name] = {k: str(p) for k, p in save_pngs(shown, e, out).items()}
     safe = safe_filename(sample_id)
     json_path = out / f"{safe}.json"
     with atomic_write(json_path, "w") as f:

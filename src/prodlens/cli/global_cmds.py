@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from prodlens.cli._common import add_parser
+from prodlens.cli._common import add_parser, report_skips
 from prodlens.errors import ProdlensError
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def _global(args: argparse.Namespace) -> int:
         raise ProdlensError(str(e)) from None
     result = replace(explainer.global_, config={
         **explainer.global_.config, "model": args.model, "explanations": str(args.explanations), "data": args.data,
+        "skipped": [list(x) for x in explainer.skipped_],
     })
     path = write_json(result, args.out)
     for c in result:
@@ -82,7 +83,7 @@ def _global(args: argparse.Namespace) -> int:
             top = ", ".join(f"{f.label} ({f.importance:.3g}, n={f.support})" for f in c.top(m, 3))
             print(f"{c.class_name} [{m}]: {top or '-'}")
     print(f"wrote {path}")
-    return 0
+    return report_skips(explainer.skipped_)
 
 
 def _deletion(args: argparse.Namespace) -> int:
@@ -118,7 +119,7 @@ def _deletion(args: argparse.Namespace) -> int:
     write_json(table, out)
     print(format_deletion_table(table))
     print(f"wrote {out}")
-    return 0
+    return report_skips(sorted({x for r in rows for x in r.skipped}))
 
 
 def _unit(text: str) -> float:
@@ -141,6 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Per-class global explanations: top superpixels clustered (HDBSCAN on the trained image "
         "model's embeddings) and top OCR words grouped by spelling, ranked by NormLIME.",
         "prodlens global runs/concat/explanations --data work/grocery --model runs/concat.pt -o runs/concat/global.json",
+        skips=True,
     )
     p.add_argument("explanations", help="folder of explanation .json/.jsonl files (or one file)")
     p.add_argument("--data", help="dataset folder (photos and labels); needed for the image modality")
@@ -168,7 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "deletion",
         "Deletion test: accuracy with nothing, the top-k global features, or as many random features deleted.",
         "prodlens deletion runs/concat/global.json runs/concat/explanations --data work/grocery "
-        "--model runs/concat.pt --name concat -o deletion.json --append",
+        "--model runs/concat.pt --name concat -o deletion.json --append", skips=True,
     )
     d.add_argument("global_json", help="global explanations written by prodlens global")
     d.add_argument("explanations", help="folder of explanation .json/.jsonl files (or one file)")

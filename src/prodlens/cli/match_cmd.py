@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from prodlens.cli._common import add_parser
+from prodlens.cli._common import add_parser, report_skips
 
 KINDS = ("image", "text", "fused")
 INDEXES = ("exact", "flat", "hnsw", "ivf")
@@ -73,7 +73,7 @@ def _match(args: argparse.Namespace) -> int:
         with Store.open(args.db) as store:
             n = save_retrieval(store, args.run, res, ds)
             print(f"stored {n} queries' matches in run {args.run!r} of {store.where}")
-    return 0
+    return report_skips(res.config["skipped"])
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -86,12 +86,13 @@ def _fit(args: argparse.Namespace) -> int:
         args.method, kind=args.kind, text_weight=args.text_weight, out_dim=args.out_dim, hidden=args.hidden,
         epochs=args.epochs, seed=args.seed, progress=not args.no_progress,
     )
+    skipped: list = []
     emb = fit_matching(ds, emb, split=args.split, views=tuple(range(args.views)), cache_dir=args.feature_cache,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, skipped=skipped)
     path = emb.save(args.out)
     print(f"fitted {emb!r} on {args.split} ({len(emb.classes_)} classes)")
     print(f"wrote {path}")
-    return 0
+    return report_skips(skipped)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -156,6 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub, "match",
         "Match query photos to a gallery by embedding similarity; report top-1/top-k accuracy overall and per class.",
         "prodlens match work/grocery --gallery iconic --kind fused --embedding runs/match.pt --db runs/results.sqlite",
+        skips=True,
     )
     _common(p)
     _store_args(p, "each query's top-k matches")
@@ -169,7 +171,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(
         sub, "match-fit",
         "Learn a matching embedding on frozen, cached backbone features (metric learning; about a minute on a CPU).",
-        "prodlens match-fit work/grocery --out runs/match.pt --method normsoftmax --kind fused",
+        "prodlens match-fit work/grocery --out runs/match.pt --method normsoftmax --kind fused", skips=True,
     )
     _common(p, gallery=False, embedding=False)
     p.set_defaults(kind="fused", text_weight=0.2)

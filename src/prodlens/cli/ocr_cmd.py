@@ -8,7 +8,7 @@ from prodlens.cli._common import add_parser
 from prodlens.data.manifest import Dataset, read_dataset, write_dataset
 from prodlens.data.vision_json import attach_vision_json
 from prodlens.errors import BadInputError
-from prodlens.ocr.rapid import RapidOcrEngine
+from prodlens.ocr.rapid import MAX_SIDE, RapidOcrEngine
 from prodlens.ocr.runner import DEFAULT_MIN_SCORE, run_ocr
 
 
@@ -28,7 +28,7 @@ def _read(args: argparse.Namespace) -> Dataset:
 
 def _ocr(args: argparse.Namespace) -> int:
     ds = _read(args)
-    engine = RapidOcrEngine(upscale=args.upscale, threads=args.threads)
+    engine = RapidOcrEngine(upscale=args.upscale, threads=args.threads, max_side=args.max_side)
     ds, report = run_ocr(
         ds, engine, cache_dir=args.cache_dir, workers=args.workers, min_score=args.min_score,
         progress=not args.no_progress,
@@ -81,6 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="onnxruntime threads per process (default: all cores, or cores/workers)")
     p.add_argument("--upscale", type=_positive_float, default=1.0,
                    help="resize factor before OCR; 2 helps small text (default 1.0)")
+    p.add_argument("--max-side", type=_positive_int, default=MAX_SIDE,
+                   help=f"read larger photos from a copy with this longer side in pixels (default {MAX_SIDE})")
     p.add_argument("--cache-dir", default=None,
                    help="OCR cache root (default $PRODLENS_CACHE/ocr or ~/.cache/prodlens/ocr)")
     p.add_argument("--min-score", type=_score, default=DEFAULT_MIN_SCORE,

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prodlens.cli._common import add_parser
+from prodlens.cli._common import add_parser, report_skips
+from prodlens.data.images import openable
 from prodlens.data.manifest import read_dataset
 from prodlens.errors import BadInputError
 
@@ -45,8 +46,9 @@ def _train(args: argparse.Namespace) -> int:
     keep = _read_classes(args.classes_file)
     if keep is not None:
         ds = ds.with_classes(keep)
-    train = ds.split(args.train_split)
-    val = None if args.val_split == "none" else ds.split(args.val_split)
+    skipped: list = []  # photos that do not open are left out and listed
+    train = openable(ds.split(args.train_split), skipped)
+    val = None if args.val_split == "none" else openable(ds.split(args.val_split), skipped)
     if val is not None and not len(val):
         raise BadInputError(args.dataset, f"split {args.val_split!r} is empty", "pass --val-split none to hold out part of train")
     cfg = TrainConfig(
@@ -66,7 +68,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{args.model}: val top-1 {m['val_top1']:.4f}, top-5 {m['val_top5']:.4f} "
           f"(best epoch {m['best_epoch']} of {m['epochs_run']}, {m['n_train']} train / {m['n_val']} val samples)")
     print(f"wrote {res.checkpoint} ({out.stat().st_size / 1e6:.1f} MB)")
-    return 0
+    return report_skips(skipped)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -91,7 +93,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out:
         jp, mp = write_report(report, args.out, stem=args.stem, title=title)
         print(f"wrote {jp} and {mp}")
-    return 0
+    return report_skips(report.skipped)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -107,7 +109,7 @@ def _models(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(
         sub, "train", "Train a recognition model (image, text, score_fusion, concat or embracenet head) on a dataset folder.",
-        "prodlens train work/grocery --model embracenet --views 8 --out runs/embracenet.pt",
+        "prodlens train work/grocery --model embracenet --views 8 --out runs/embracenet.pt", skips=True,
     )
     p.add_argument("dataset", help="dataset folder (manifest.jsonl + classes.json) with OCR tokens attached")
     p.add_argument("--model", default="concat", help="head: image, text, score_fusion, concat, embracenet (default concat)")
@@ -146,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_parser(
         sub, "evaluate", "Top-1/top-5, per-class accuracy and most-confused pairs of a checkpoint on a dataset split.",
-        "prodlens evaluate runs/embracenet.pt work/grocery --split val --out runs/eval",
+        "prodlens evaluate runs/embracenet.pt work/grocery --split val --out runs/eval", skips=True,
     )
     p.add_argument("checkpoint", nargs="+", help="checkpoint; several are evaluated as one ensemble (mean probability)")
     p.add_argument("dataset", help="dataset folder (manifest.jsonl + classes.json)")

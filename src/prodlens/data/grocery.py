@@ -16,6 +16,7 @@ import csv
 import logging
 from pathlib import Path
 
+from prodlens.data.images import image_opens
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import SPLITS, ClassInfo, ClassList, ProductSample
 from prodlens.errors import BadInputError
@@ -75,8 +76,8 @@ def import_grocery_store(
 ) -> Dataset:
     """Read GroceryStoreDataset into a :class:`Dataset` (no copying of images).
 
-    Missing split files are skipped with a log line; missing images and unknown
-    class ids are recorded in ``Dataset.skipped`` and the import goes on.
+    Missing split files are skipped with a log line; missing or unreadable images
+    (checked to open, not decoded) and unknown class ids are recorded in ``Dataset.skipped`` and the import goes on.
     ``classes`` restricts the import to those class names (re-indexed).
 
     >>> ds = import_grocery_store("GroceryStoreDataset/dataset", ("train",))  # doctest: +SKIP
@@ -109,6 +110,8 @@ def import_grocery_store(
             path = root / rel
             if not path.is_file():
                 skipped.append((str(path), f"{path}: image file not found (listed in {where})"))
+                continue
+            if not image_opens(path, skipped):
                 continue
             samples.append(ProductSample(f"{split}/{Path(rel).stem}", path, class_list[cid].name, split))
     ds = Dataset(samples, class_list, root, skipped)

@@ -30,9 +30,10 @@ from typing import Any, NamedTuple
 from PIL import Image
 from tqdm.auto import tqdm
 
+from prodlens.data.images import image_opens
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import OcrToken, ProductSample
-from prodlens.errors import BadInputError
+from prodlens.errors import BadInputError, skip_lines
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,7 @@ class VisionImportReport:
         """
         out = [f"Vision import: {self.images} images, {self.attached} with JSON ({self.words} words), "
                f"{len(self.skipped)} skipped"]
-        out += [f"  skipped {p}: {r}" for p, r in self.skipped[:10]]
-        if len(self.skipped) > 10:
-            out.append(f"  ... and {len(self.skipped) - 10} more skipped")
-        return "\n".join(out)
+        return "\n".join(out + skip_lines(self.skipped))
 
 
 class VisionImport(NamedTuple):
@@ -234,11 +232,12 @@ def attach_vision_json(dataset: Dataset, json_dir: str | Path, *, progress: bool
     A JSON file matches a sample when it sits at the image's relative path under
     ``json_dir`` (``photo.json`` or ``photo.jpg.json``), or anywhere under ``json_dir``
     with the image's stem or the sample id as its name. Samples without a JSON file (or
-    with an unreadable one) keep their tokens and are listed in ``report.skipped``.
+    with an unreadable one) keep their tokens and are listed in ``report.skipped``, as
+    are those whose photo does not open (checked cheaply, without decoding it).
 
     >>> import tempfile, pathlib, json
     >>> from prodlens.data.types import ClassList
-    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> tmp = pathlib.Path(tempfile.mkdtemp()); Image.new("RGB", (9, 6)).save(tmp / "a.jpg")
     >>> word = {"description": "OATLY", "boundingPoly": {"vertices": [{"x": 1, "y": 1}, {"x": 9, "y": 1},
     ...                                                              {"x": 9, "y": 5}, {"x": 1, "y": 5}]}}
     >>> _ = (tmp / "a.json").write_text(json.dumps({"textAnnotations": [{"description": "OATLY"}, word]}))
@@ -254,9 +253,12 @@ def attach_vision_json(dataset: Dataset, json_dir: str | Path, *, progress: bool
     index = _json_index(json_dir)
     samples = list(dataset.samples)
     skipped: list[tuple[str, str]] = []
+    bad_photos: list[tuple[str, str]] = []
     attached = words = 0
     for i, s in enumerate(tqdm(samples, desc="Vision JSON", unit="img", disable=not progress)):
         found = _find_json(s, dataset.root, json_dir, index)
+        if not isinstance(found, str) and not image_opens(s.image_path, bad_photos):
+            found = bad_photos[-1][1].removeprefix(f"{s.image_path}: ")
         if isinstance(found, str):
             skipped.append((str(s.image_path), found))
             continue

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from prodlens.data.types import OcrToken
+from prodlens.explain.interpretable import resize_labels
 from prodlens.explain.quality import ExplanationQuality
 
 
@@ -41,6 +42,27 @@ class Explanation:
     surrogate_prediction: float | None = None
     #: faithfulness, stability and fit scores (``None`` when the explainer skipped them)
     quality: ExplanationQuality | None = None
+
+    def fitted_to(self, shape: tuple[int, ...]) -> Explanation:
+        """This explanation drawn at ``shape`` ``(H, W)``: segments resized (nearest neighbour)
+        and OCR boxes scaled to match. ``segments`` and token boxes share one frame (the
+        photo as it was segmented, which for a large photo is a downscaled copy), so any
+        renderer fits both to the photo it draws on.
+
+        >>> e = Explanation("s", 0, "a", np.array([1.0, 0.5]), 0, 1, 1, np.array([[0, 0]]),
+        ...                 (OcrToken("X", (0, 0, 1, 1)),), 1)
+        >>> f = e.fitted_to((2, 4, 3)); f.segments.shape, f.tokens[0].box
+        ((2, 4), (0.0, 0.0, 2.0, 2.0))
+        """
+        H, W = np.asarray(self.segments).shape
+        h, w = int(shape[0]), int(shape[1])
+        if (H, W) == (h, w):
+            return self
+        sy, sx = h / H, w / W
+        tokens = tuple(
+            replace(t, box=(t.box[0] * sx, t.box[1] * sy, t.box[2] * sx, t.box[3] * sy), quad=None) for t in self.tokens
+        )
+        return replace(self, segments=resize_labels(np.asarray(self.segments), (h, w)), tokens=tokens)
 
     @property
     def flagged(self) -> bool | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -81,12 +81,16 @@ def fill_image(image: np.ndarray, segments: np.ndarray, fill: Fill = "mean", blu
 
 
 def resize_labels(segments: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label image to ``(height, width)``.
+    """Nearest-neighbour resize of a label image to ``(height, width)`` (no new labels
+    appear; returned as is when it already has that size).
 
     >>> resize_labels(np.array([[0, 1], [2, 3]]), (4, 4))[::2, ::2].tolist()
     [[0, 1], [2, 3]]
     """
-    h, w = size
+    segments = np.asarray(segments)
+    h, w = int(size[0]), int(size[1])
+    if segments.shape == (h, w):
+        return segments
     H, W = segments.shape
     rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
     cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
@@ -111,6 +115,28 @@ def work_size(image_shape: tuple[int, ...], input_size: int | Sequence[int] | No
     if scale >= 1:
         return H, W
     return max(1, round(H * scale)), max(1, round(W * scale))
+
+
+def shrink_photo(image: np.ndarray, tokens: Sequence[OcrToken], max_pixels: int | None) -> tuple[np.ndarray, tuple[OcrToken, ...]]:
+    """``image`` shrunk (area filter, aspect kept) to at most ``max_pixels``, with the OCR
+    boxes scaled to match; unchanged when it is no larger (or ``max_pixels`` is ``None``).
+
+    >>> img = np.zeros((400, 600, 3), np.uint8)
+    >>> small, toks = shrink_photo(img, (OcrToken("A", (60, 40, 120, 80)),), 6000)
+    >>> small.shape, toks[0].box
+    ((63, 94, 3), (9.4, 6.3, 18.8, 12.6))
+    """
+    tokens = tuple(tokens)
+    H, W = image.shape[:2]
+    if max_pixels is None or H * W <= max_pixels:
+        return image, tokens
+    scale = (max_pixels / (H * W)) ** 0.5
+    h, w = max(1, int(H * scale)), max(1, int(W * scale))
+    small = np.asarray(Image.fromarray(image).reduce(max(1, min(H // h, W // w))).resize((w, h), Image.BOX), np.uint8)
+    sy, sx = h / H, w / W
+    tokens = tuple(replace(t, box=(t.box[0] * sx, t.box[1] * sy, t.box[2] * sx, t.box[3] * sy), quad=None) for t in tokens)
+    log.info("photo %dx%d shrunk to %dx%d (max_pixels=%d) before segmentation", W, H, w, h, max_pixels)
+    return small, tokens
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from prodlens.data.types import ClassList, OcrToken, ProductSample
 from prodlens.explain.evaluation import CachedEvaluator, has_feature_path
 from prodlens.explain.factorised import FactorGrid, FactorisedSampler, GridSampler, full_rank_masks
 from prodlens.explain.explanation import Explanation
-from prodlens.explain.interpretable import Fill, MultimodalInput, work_size
+from prodlens.explain.interpretable import Fill, MultimodalInput, shrink_photo, work_size
 from prodlens.explain.kernels import ExponentialKernel, Kernel
 from prodlens.explain.quality import QualityCheck
 from prodlens.explain.result import SampleExplanations
@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 
 #: ``resolution="auto"`` shrinks photos to this many times the model's input size, at most.
 AUTO_FACTOR = 2
+
+#: Photos above this many pixels are segmented, masked and filled on a copy shrunk to it
+#: (``max_pixels``): a 24 MP phone photo costs what a 2 MP one does, and the model sees 256 px.
+MAX_PIXELS = 2_000_000
 
 #: ``sampler="auto"`` with the default early stopping, for a fused model exposing per-modality
 #: encoders and a sample with OCR words: ``FactorisedSampler(n_image=min(512, n_samples), n_text=64)``.
@@ -144,6 +148,13 @@ class MultimodalLime:
         itself — cheapest, but hard superpixel edges there change a CNN's outputs
         (measured: correlation 0.89 with lime-style images on the benchmark photo), so
         it is not the default. ``None``: always the photo's size; an int: that shorter side.
+    max_pixels:
+        A photo with more pixels (default :data:`MAX_PIXELS`, 2 MP; GroceryStore photos
+        have 0.12) is shrunk to about that many before it is segmented, so segmentation,
+        masks and fills cost what a 2 MP photo's do. The explanation's ``segments`` and
+        token boxes are then at the shrunk size (``config["photo_size"]`` keeps the
+        photo's own); renderers fit them to the photo (``Explanation.fitted_to``).
+        ``None``: never shrink. Not applied when ``segments`` are given to :meth:`explain`.
     cache:
         Send each distinct row to the model only once.
     runtime:
@@ -199,6 +210,7 @@ class MultimodalLime:
         early_stop: bool | EarlyStopping = True,
         batch_size: int = 8,
         resolution: str | int | None = "auto",
+        max_pixels: int | None = MAX_PIXELS,
         cache: bool = True,
         runtime: str = "auto",
         quality: bool | QualityCheck = True,
@@ -218,6 +230,7 @@ class MultimodalLime:
         self.early_stop = early_stop
         self.batch_size = batch_size
         self.resolution = resolution
+        self.max_pixels = max_pixels
         self.cache = cache
         self.runtime = runtime
         self.quality = quality
@@ -377,6 +390,9 @@ class MultimodalLime:
             true_idx = self._target_index(classes, true_label, "true_label")
         requested = [self._target_index(classes, t, "targets") for t in targets]
 
+        photo_size = image.shape[:2]
+        if segments is None:
+            image, tokens = shrink_photo(image, tokens, self.max_pixels)
         segments = seg_fn(image) if segments is None else relabel_contiguous(segments)
         size = self._work_size(classifier, image.shape)
         x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=size)
@@ -466,6 +482,8 @@ class MultimodalLime:
         }
         if grid is not None:
             config["factorised"] = {"n_image": grid.n_image, "n_text": grid.n_text}
+        if image.shape[:2] != photo_size:
+            config["photo_size"] = [int(photo_size[0]), int(photo_size[1])]
         exps = tuple(
             Explanation(
                 sample_id=sid,

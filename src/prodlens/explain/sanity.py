@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from prodlens.data.images import load_image
 from prodlens.data.types import ProductSample
-from prodlens.errors import BadInputError, ConfigError
+from prodlens.errors import BadInputError, ConfigError, record_skip
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.lime import MultimodalLime
 from prodlens.explain.stopping import top_k_sets
@@ -392,8 +392,7 @@ def model_randomisation_test(
         try:
             image = load_image(s.image_path)
         except BadInputError as e:
-            log.warning("skipped %s: %s", s.id, e)
-            skipped.append((e.path, str(e).removeprefix(f"{e.path}: ")))
+            record_skip(skipped, e)
             continue
         ref = lime.explain(classifier, image=image, tokens=s.tokens, sample_id=s.id).predicted_explanation
         call = {"image": image, "tokens": s.tokens, "segments": ref.segments, "targets": [ref.target], "sample_id": s.id}

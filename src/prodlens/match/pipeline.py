@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from prodlens.data.images import image_opens
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import SPLITS, ClassList, ProductSample
+from prodlens.errors import Skip
 from prodlens.match.base import check_kind
 from prodlens.match.embedding import MatchEmbedding, _modalities, load_backbones
 from prodlens.match.errors import MatchError
@@ -182,18 +184,24 @@ def _with_ocr(samples: list[ProductSample], classes: ClassList, ocr_cache_dir: s
 
 
 def select_samples(dataset: Dataset, which: str, *, kind: str = "fused", ocr_cache_dir: str | Path | None = None,
-                   progress: bool = True) -> list[ProductSample]:
+                   progress: bool = True, skipped: list[Skip] | None = None) -> list[ProductSample]:
     """The samples of a split (``"train"``, ``"val"``, ``"test"``) or the ``"iconic"`` catalogue.
 
     Catalogue images get OCR tokens (cached) when ``kind`` uses text; photos of a split
-    without OCR tokens are used with empty text (a warning says so).
+    without OCR tokens are used with empty text (a warning says so). When ``kind`` uses
+    the image, photos that do not open are left out, logged and added to ``skipped``.
     """
     if which == "iconic":
         samples = catalogue_samples(dataset.classes)
-        return _with_ocr(samples, dataset.classes, ocr_cache_dir, progress) if _needs_text(kind) else samples
-    if which not in SPLITS:
+    elif which in SPLITS:
+        samples = [s for s in dataset.samples if s.split == which and s.label is not None]
+    else:
         raise ValueError(f"gallery/queries must be one of {GALLERIES}, got {which!r}")
-    samples = [s for s in dataset.samples if s.split == which and s.label is not None]
+    if "image" in _modalities(kind):
+        bad: list[Skip] = [] if skipped is None else skipped
+        samples = [s for s in samples if image_opens(s.image_path, bad, str(s.image_path))]
+    if which == "iconic":
+        return _with_ocr(samples, dataset.classes, ocr_cache_dir, progress) if _needs_text(kind) else samples
     if not samples:
         raise MatchError(f"the dataset has no labelled {which!r} samples; choose another split")
     if _needs_text(kind):
@@ -211,14 +219,17 @@ def fit_matching(
     views: Sequence[int] = (0,),
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    skipped: list[Skip] | None = None,
 ) -> MatchEmbedding:
     """Fit ``embedding`` (default ``MatchEmbedding()``: normalised softmax, fused) on a split.
+
+    Photos that do not open are left out (see :func:`select_samples`) and added to ``skipped``.
 
     >>> from prodlens.data.sample import load_sample  # doctest: +SKIP
     >>> emb = fit_matching(load_sample(), MatchEmbedding(kind="image"))  # doctest: +SKIP
     """
     embedding = embedding if embedding is not None else MatchEmbedding()
-    samples = select_samples(dataset, split, kind=embedding.kind, progress=progress)
+    samples = select_samples(dataset, split, kind=embedding.kind, progress=progress, skipped=skipped)
     mods = _modalities(embedding.kind)
     pf = product_features(
         samples, image_backbone=embedding.image_backbone if "image" in mods else None,
@@ -269,7 +280,8 @@ def evaluate_matching(
 
     ``embedding`` defaults to the zero-shot baseline; ``kind``/``text_weight``
     override the embedding's. The result's ``neighbors`` are indices into the gallery
-    (its ids are in ``config["gallery_ids"]``).
+    (its ids are in ``config["gallery_ids"]``). Photos that do not open are left out and
+    listed in ``config["skipped"]`` as ``[file, reason]``.
 
     >>> from prodlens.data.sample import load_sample  # doctest: +SKIP
     >>> evaluate_matching(load_sample(), kind="image").top1  # doctest: +SKIP
@@ -279,8 +291,9 @@ def evaluate_matching(
     if embedding is None:
         embedding = MatchEmbedding("zero_shot", kind=kind, text_weight=0.2 if text_weight is None else text_weight)
     w = embedding.text_weight if text_weight is None else text_weight
-    q_samples = select_samples(dataset, queries, kind=kind, ocr_cache_dir=ocr_cache_dir, progress=progress)
-    g_samples = select_samples(dataset, gallery, kind=kind, ocr_cache_dir=ocr_cache_dir, progress=progress)
+    skipped: list[Skip] = []
+    q_samples = select_samples(dataset, queries, kind=kind, ocr_cache_dir=ocr_cache_dir, progress=progress, skipped=skipped)
+    g_samples = select_samples(dataset, gallery, kind=kind, ocr_cache_dir=ocr_cache_dir, progress=progress, skipped=skipped)
     mods = _modalities(kind)
     feat_args: dict[str, Any] = dict(
         image_backbone=embedding.image_backbone if "image" in mods else None,
@@ -297,7 +310,7 @@ def evaluate_matching(
         "queries": queries, "gallery": gallery, "kind": kind, "text_weight": w if kind == "fused" else None,
         "method": embedding.method, "index": index if isinstance(index, str) else type(index).__name__,
         "image_backbone": feat_args["image_backbone"], "text_backbone": feat_args["text_backbone"],
-        "gallery_ids": list(gf.ids),
+        "gallery_ids": list(gf.ids), "skipped": [list(x) for x in skipped],
     }
     return evaluate_retrieval(q, qf.labels, g, gf.labels, ks=ks, index=index if not isinstance(index, str) else make_index(index, metric="ip"),
                               query_ids=qf.ids, keep_neighbors=keep_neighbors, config=config)

@@ -7,6 +7,9 @@
 * with ``upscale != 1`` the image is resized before OCR (small text on 348-pixel
   product photos is read better at 2x) and the quads are divided back, so lines are
   always in pixels of the original image;
+* a photo whose longer side (after ``upscale``) exceeds ``max_side`` (default 2048 px)
+  is shrunk to it first, so a phone photo costs what a 2 MP one does (RapidOCR's
+  detector works at 2000 px at most anyway); quads are mapped back the same way;
 * the RapidOCR object is built on first use, and is not pickled, so the engine is
   cheap to create and to ship to worker processes;
 * RapidOCR's own defaults are kept (including its ``text_score=0.5`` line filter);
@@ -29,6 +32,9 @@ log = logging.getLogger(__name__)
 
 PACKAGE = "rapidocr_onnxruntime"
 
+#: Default ``max_side``: longer side, in pixels, of the copy a large photo is read from.
+MAX_SIDE = 2048
+
 
 def _package_version() -> str:
     try:
@@ -46,6 +52,8 @@ class RapidOcrEngine:
         upscale: resize factor applied before OCR (``> 0``; ``1.0`` = as is).
         threads: onnxruntime intra-op threads per model; ``None`` lets onnxruntime
             use every core. Values above the core count are capped.
+        max_side: read larger photos from a copy whose longer side is this many
+            pixels (``None``: never shrink). Part of the cache key when not the default.
 
     >>> eng = RapidOcrEngine(upscale=2)
     >>> eng.key
@@ -56,18 +64,22 @@ class RapidOcrEngine:
     ValueError: upscale must be a number > 0 (1.0 = no resizing), got 0
     """
 
-    def __init__(self, upscale: float = 1.0, threads: int | None = None) -> None:
+    def __init__(self, upscale: float = 1.0, threads: int | None = None, max_side: int | None = MAX_SIDE) -> None:
         if not isinstance(upscale, (int, float)) or isinstance(upscale, bool) or not upscale > 0:
             raise ValueError(f"upscale must be a number > 0 (1.0 = no resizing), got {upscale!r}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be None (all cores) or an int >= 1, got {threads!r}")
+        if max_side is not None and (not isinstance(max_side, int) or max_side < 32):
+            raise ValueError(f"max_side must be None (never shrink) or an int >= 32 pixels, got {max_side!r}")
         self.upscale = float(upscale)
         self.threads = threads
-        self.key = f"{PACKAGE}-{_package_version()}_x{self.upscale}"
+        self.max_side = max_side
+        self.key = f"{PACKAGE}-{_package_version()}_x{self.upscale}" + ("" if max_side == MAX_SIDE else f"_max{max_side}")
         self._ocr: Any = None
 
     def __repr__(self) -> str:
-        return f"RapidOcrEngine(upscale={self.upscale}, threads={self.threads})"
+        side = "" if self.max_side == MAX_SIDE else f", max_side={self.max_side}"
+        return f"RapidOcrEngine(upscale={self.upscale}, threads={self.threads}{side})"
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -80,7 +92,7 @@ class RapidOcrEngine:
         >>> RapidOcrEngine().with_threads(1)
         RapidOcrEngine(upscale=1.0, threads=1)
         """
-        return RapidOcrEngine(self.upscale, threads)
+        return RapidOcrEngine(self.upscale, threads, self.max_side)
 
     def _engine(self) -> Any:
         if self._ocr is None:
@@ -107,18 +119,21 @@ class RapidOcrEngine:
             raise ValueError(f"image must be a uint8 RGB array of shape (H, W, 3) (see load_image), got {got}")
         h, w = image.shape[:2]
         bgr = image[:, :, ::-1]
-        if self.upscale != 1.0:
+        factor = self.upscale
+        if self.max_side is not None and max(h, w) * factor > self.max_side:
+            factor = self.max_side / max(h, w)
+        if factor != 1.0:
             import cv2
 
-            size = (max(1, round(w * self.upscale)), max(1, round(h * self.upscale)))
-            interp = cv2.INTER_CUBIC if self.upscale > 1 else cv2.INTER_AREA
+            size = (max(1, round(w * factor)), max(1, round(h * factor)))
+            interp = cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA
             bgr = cv2.resize(bgr, size, interpolation=interp)
         result, _elapse = self._engine()(np.ascontiguousarray(bgr))
         lines: list[Line] = []
         for quad, text, score in result or []:
             pts = np.asarray(quad, dtype=np.float64).reshape(4, 2)
-            if self.upscale != 1.0:
-                pts = pts / self.upscale
+            if factor != 1.0:
+                pts = pts / factor
                 pts[:, 0] = pts[:, 0].clip(0, w)
                 pts[:, 1] = pts[:, 1].clip(0, h)
             lines.append(Line(quad=pts.tolist(), text=str(text), score=float(score)))

@@ -27,7 +27,7 @@ from prodlens._workers import cpu_count, init_child
 from prodlens.data.images import load_image
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import OcrToken
-from prodlens.errors import BadInputError
+from prodlens.errors import BadInputError, record_skip, skip_lines
 from prodlens.ocr.base import Line, OcrEngine, ThreadLimitable, validate_lines
 from prodlens.ocr.cache import OcrCache, file_sha256
 from prodlens.ocr.words import lines_to_words
@@ -112,10 +112,7 @@ class OcrReport:
         if self.computed:
             body += f", {self.seconds_per_image:.2f} s per computed image"
         out = [head, body]
-        out += [f"  skipped {path}: {reason}" for path, reason in self.skipped[:10]]
-        if len(self.skipped) > 10:
-            out.append(f"  ... and {len(self.skipped) - 10} more skipped")
-        return "\n".join(out)
+        return "\n".join(out + skip_lines(self.skipped))
 
 
 class OcrRun(NamedTuple):
@@ -285,8 +282,7 @@ def run_ocr(
         with contextlib.closing(results):  # stops the worker pool even if we fail here
             for idx, res in results:
                 if isinstance(res, BadInputError):
-                    log.warning("skipping %s", res)
-                    skipped.append((str(samples[idx].image_path), res.problem))
+                    record_skip(skipped, res, str(samples[idx].image_path))
                 else:
                     lines, seconds = res  # type: ignore[misc]
                     if use_cache:

@@ -32,7 +32,7 @@ from prodlens._atomic import atomic_write
 from prodlens._names import safe_filename
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import ProductSample
-from prodlens.errors import BadInputError
+from prodlens.errors import BadInputError, Skip
 from prodlens.explain.explanation import Explanation
 from prodlens.pipeline.config import PipelineConfig, stage_key
 from prodlens.pipeline.executors import Executor, WorkerSpec
@@ -232,7 +232,10 @@ def stage_train(ctx: Context) -> StageReport:
     ctx.checkpoint, ctx.keys["train"] = path, key
     if path.is_file():
         return report(skipped=1, outputs={"checkpoint": str(path)})
-    train, val = ctx.dataset.split("train"), ctx.dataset.split("val")
+    from prodlens.data.images import openable
+
+    bad: list[Skip] = []  # an unreadable training photo is reported, not fatal
+    train, val = (openable(ctx.dataset.split(sp), bad) for sp in ("train", "val"))
     if not len(train):
         raise BadInputError(cfg.source, "no training photos (split 'train' is empty)", "check [data]")
     tc = TrainConfig(mode=t.mode, views=t.views, epochs=t.epochs, patience=t.patience, lr=t.lr, batch_size=t.batch_size,
@@ -240,7 +243,7 @@ def stage_train(ctx: Context) -> StageReport:
     res = train_model(train, val if len(val) else None, model=t.model, image_backbone=t.image_backbone,
                       text_backbone=t.text_backbone, head_cfg=dict(t.head), backbone_cfg=dict(t.backbone),
                       config=tc, out=path, progress=ctx.progress)
-    return report(done=1, outputs={"checkpoint": str(path), "val_top1": res.metrics.get("val_top1")})
+    return report(done=1, failed=tuple(bad), outputs={"checkpoint": str(path), "val_top1": res.metrics.get("val_top1")})
 
 
 #: Crash-safety tests set this to N: the run kills itself (SIGKILL, no clean-up) right after the
@@ -362,12 +365,12 @@ def stage_global(ctx: Context) -> StageReport:
         raise BadInputError(ctx.out / "explanations", "no explanations to aggregate", "see the explain stage's failures")
     clf = ctx.classifier()
     assert ctx.dataset is not None
-    result = GlobalExplainer(
+    explainer = GlobalExplainer(
         clf.encode_images, modalities=tuple(g.modalities), top_k_local=g.top_k_local, max_features=g.max_features,
         min_support=g.min_support, min_cluster_size=g.min_cluster_size, crop_size=_crop_size(clf), progress=ctx.progress,
-    ).fit(exps, ctx.dataset.by_id()).global_
-    write_json(result, path)
-    return report(done=1, outputs={"global": str(path), "classes": len(result)})
+    ).fit(exps, ctx.dataset.by_id())
+    write_json(explainer.global_, path)
+    return report(done=1, failed=explainer.skipped_, outputs={"global": str(path), "classes": len(explainer.global_)})
 
 
 def stage_deletion(ctx: Context) -> StageReport:
@@ -388,7 +391,7 @@ def stage_deletion(ctx: Context) -> StageReport:
         for m in d.modalities
     )
     write_json(DeletionTable(rows), path)
-    return report(done=len(rows), outputs={"deletion": str(path)})
+    return report(done=len(rows), failed=tuple(sorted({x for r in rows for x in r.skipped})), outputs={"deletion": str(path)})
 
 
 def stage_store(ctx: Context) -> StageReport:

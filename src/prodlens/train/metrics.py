@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from prodlens._atomic import atomic_write
-from prodlens.data.images import load_image
+from prodlens.data.images import load_or_skip
 from prodlens.data.manifest import Dataset
-from prodlens.errors import BadInputError
+from prodlens.data.types import ProductSample
+from prodlens.errors import BadInputError, Skip, skip_lines
 from prodlens.models.base import Classifier
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class EvalReport:
     per_class: tuple[ClassScore, ...]
     confusions: tuple[Confusion, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    skipped: tuple[Skip, ...] = ()  #: (file, reason) of each photo that could not be read
 
     @property
     def mean_class_accuracy(self) -> float:
@@ -106,19 +108,39 @@ def evaluate_probs(
     return EvalReport(n, top1, top5, per_class, confusions, dict(meta or {}))
 
 
-def predict_dataset(clf: Classifier, ds: Dataset, *, batch_size: int = 16, progress: bool = True) -> np.ndarray:
+class DatasetPredictions(NamedTuple):
+    """What :func:`predict_dataset` gives: one row of ``probs`` per sample in ``samples``
+    (the readable ones, in dataset order) and the ``(file, reason)`` of each photo skipped."""
+
+    probs: np.ndarray
+    samples: list[ProductSample]
+    skipped: tuple[Skip, ...]
+
+
+def _readable(chunk: Sequence[ProductSample], skipped: list[Skip]) -> tuple[list[ProductSample], list[np.ndarray]]:
+    """The samples of ``chunk`` whose photo loads, with their photos; the others go to ``skipped``."""
+    loaded = [(s, load_or_skip(s.image_path, skipped)) for s in chunk]
+    return [s for s, im in loaded if im is not None], [im for _, im in loaded if im is not None]
+
+
+def predict_dataset(clf: Classifier, ds: Dataset, *, batch_size: int = 16, progress: bool = True) -> DatasetPredictions:
     """``clf.predict_proba`` over every sample of ``ds`` (images loaded batch by batch).
 
-    Samples whose OCR has not been run are given an empty token list (logged).
+    Samples whose OCR has not been run are given an empty token list (logged). A photo
+    that cannot be read is skipped (logged, and listed in ``skipped``); the rest are scored.
     """
     no_ocr = sum(s.ocr_tokens is None for s in ds.samples)
     if no_ocr:
         log.warning("%d of %d samples have no OCR result; they are scored with no text", no_ocr, len(ds))
-    out = []
+    out, done = [], []
+    skipped: list[Skip] = []
     for i in tqdm(range(0, len(ds), batch_size), desc="predict", disable=not progress, unit="batch"):
-        chunk = ds.samples[i : i + batch_size]
-        out.append(np.asarray(clf.predict_proba([load_image(s.image_path) for s in chunk], [list(s.tokens) for s in chunk])))
-    return np.concatenate(out) if out else np.zeros((0, len(clf.classes)))
+        chunk, images = _readable(ds.samples[i : i + batch_size], skipped)
+        if chunk:
+            out.append(np.asarray(clf.predict_proba(images, [list(s.tokens) for s in chunk])))
+            done += chunk
+    probs = np.concatenate(out) if out else np.zeros((0, len(clf.classes)))
+    return DatasetPredictions(probs, done, tuple(skipped))
 
 
 def evaluate(clf: Classifier, ds: Dataset, *, batch_size: int = 16, progress: bool = True,
@@ -126,6 +148,8 @@ def evaluate(clf: Classifier, ds: Dataset, *, batch_size: int = 16, progress: bo
     """Evaluate ``clf`` on every labelled sample of ``ds``.
 
     The classifier's classes must contain every label of ``ds`` (matched by name).
+    Photos that cannot be read are skipped and listed in ``report.skipped``; the
+    metrics are those of the photos that were scored (``report.n``).
 
     >>> report = evaluate(load_classifier("runs/concat.pt"), read_dataset("data").split("val"))  # doctest: +SKIP
     >>> round(report.top1, 3)  # doctest: +SKIP
@@ -139,9 +163,10 @@ def evaluate(clf: Classifier, ds: Dataset, *, batch_size: int = 16, progress: bo
             ds.root or "dataset", f"{len(unknown)} label(s) the model does not know, e.g. {unknown[:3]}",
             "evaluate on a dataset with the classes the model was trained on (see the checkpoint's classes)",
         )
-    probs = predict_dataset(clf, labelled, batch_size=batch_size, progress=progress)
-    y = [index[s.label] for s in labelled.samples]  # type: ignore[index]
-    return evaluate_probs(probs, y, list(clf.classes), meta={"n_unlabelled": len(ds) - len(labelled), **(meta or {})})
+    probs, scored, skipped = predict_dataset(clf, labelled, batch_size=batch_size, progress=progress)
+    y = [index[s.label] for s in scored]  # type: ignore[index]
+    report = evaluate_probs(probs, y, list(clf.classes), meta={"n_unlabelled": len(ds) - len(labelled), **(meta or {})})
+    return replace(report, skipped=skipped)
 
 
 def report_markdown(report: EvalReport, *, title: str = "Evaluation", worst: int = 10, confusions: int = 10) -> str:
@@ -159,6 +184,9 @@ def report_markdown(report: EvalReport, *, title: str = "Evaluation", worst: int
     if report.confusions:
         lines += ["### Most-confused pairs", "", "| true | predicted | count |", "|---|---|---:|"]
         lines += [f"| {c.true} | {c.predicted} | {c.count} |" for c in report.confusions[:confusions]] + [""]
+    if report.skipped:
+        lines += [f"### {len(report.skipped)} photos skipped (not scored)", ""]
+        lines += [f"- {ln.strip()}" for ln in skip_lines(report.skipped, limit=worst)] + [""]
     return "\n".join(lines)
 
 

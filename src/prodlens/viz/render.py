@@ -28,16 +28,19 @@ log = logging.getLogger(__name__)
 THRESHOLD = 0.2
 
 
-def _check_image(image: np.ndarray, explanation: Explanation) -> np.ndarray:
+def _check_image(image: np.ndarray, explanation: Explanation) -> tuple[np.ndarray, Explanation]:
+    """The photo as an array and the explanation fitted to its size (segments and boxes
+    of a large photo's explanation are at the downscaled size it was segmented at)."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be a uint8 RGB array (H, W, 3), got {image.dtype} {image.shape}")
-    if image.shape[:2] != np.asarray(explanation.segments).shape:
+    (h, w), (sh, sw) = image.shape[:2], np.asarray(explanation.segments).shape
+    if abs(h * sw - w * sh) > 0.02 * max(h * sw, w * sh) + max(h, w, sh, sw):  # not the same photo at another size
         raise ValueError(
-            f"image is {image.shape[:2]} but the explanation's segments are {np.asarray(explanation.segments).shape}; "
+            f"image is {image.shape[:2]} but the explanation's segments are {(sh, sw)}; "
             "pass the photo the explanation was computed on"
         )
-    return image
+    return image, explanation.fitted_to(image.shape)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -63,7 +66,7 @@ def overlay_superpixels(
     >>> out[0, 0].tolist(), out[0, 1].tolist()
     ([128, 0, 0], [200, 200, 200])
     """
-    image = _check_image(image, explanation)
+    image, explanation = _check_image(image, explanation)
     scores = scores or joint_scores(explanation)
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -94,7 +97,7 @@ def draw_token_boxes(
     >>> out[2, 5].tolist()
     [128, 0, 0]
     """
-    image = _check_image(image, explanation)
+    image, explanation = _check_image(image, explanation)
     scores = scores or joint_scores(explanation)
     H, W = image.shape[:2]
     lw = line_width or max(2, round(min(H, W) / 100))
@@ -175,7 +178,7 @@ def render_explanation(
     >>> render_explanation(np.zeros((4, 4, 3), np.uint8), e).multimodal.shape
     (4, 4, 3)
     """
-    image = _check_image(image, explanation)
+    image, explanation = _check_image(image, explanation)
     scores = joint_scores(explanation, sign)
     img_only = overlay_superpixels(image, explanation, scores, threshold, alpha)
     multi = draw_token_boxes(img_only, explanation, scores, threshold)
