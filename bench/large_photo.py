@@ -8,9 +8,14 @@ cheap stand-in model that, like a CNN's preprocessing, resizes every image to it
 does around the model (decode, segmentation, masks, fills), which is what grew with the
 photo. The normal-size case also prints a digest of its weights, to compare versions.
 
+With ``--before DIR`` (the ``src`` folder of another checkout, e.g. a ``git worktree``
+of the commit before a change) both versions run, interleaved, ``--repeats`` times each,
+and the JSON (``bench/results/large_photo.json``) holds every run plus mean and sd.
+
 Usage::
 
-    python bench/large_photo.py                    # 24 MP, 64 perturbations
+    python bench/large_photo.py                    # 24 MP, 64 perturbations, this checkout
+    python bench/large_photo.py --before /tmp/old/src --repeats 5
     python bench/large_photo.py --megapixels 12 --samples 128
 """
 
@@ -70,10 +75,32 @@ def _case(path: str, samples: int) -> dict:
     }
 
 
+def _run(path: Path, samples: int, src: str | None) -> dict:
+    import os
+
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, __file__, "--case", str(path), "--samples", str(samples)],
+                         capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    import datetime as dt
+    import os
+    import platform
+    import shlex
+
+    import numpy as np
+    from _machine import cpu_name, git_state
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--megapixels", type=float, default=24.0)
     ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--before", help="src folder of the version to compare with (run interleaved)")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "large_photo.json"))
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
@@ -81,15 +108,47 @@ def main() -> None:
         return
     from PIL import Image
 
+    versions = {"this checkout": None, **({"before": args.before} if args.before else {})}
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "big.jpg"
         with Image.open(PHOTO) as im:
             scale = (args.megapixels * 1e6 / (im.width * im.height)) ** 0.5
             im.convert("RGB").resize((round(im.width * scale), round(im.height * scale)), Image.BICUBIC).save(big, quality=90)
-        for path in (PHOTO, big):
-            out = subprocess.run([sys.executable, __file__, "--case", str(path), "--samples", str(args.samples)],
-                                 capture_output=True, text=True, check=True)
-            print(out.stdout.strip())
+        for r in range(args.repeats):
+            for name, src in versions.items():  # interleaved: each repeat runs every version
+                for label, path in (("bundled photo", PHOTO), (f"upscaled to {args.megapixels:g} MP", big)):
+                    row = {"version": name, "case": label, "repeat": r, **_run(path, args.samples, src)}
+                    print(json.dumps(row), flush=True)
+                    runs.append(row)
+    summary = []
+    for name in versions:
+        for label in sorted({r["case"] for r in runs}):
+            rows = [r for r in runs if r["version"] == name and r["case"] == label]
+            stat = {k: (round(float(np.mean([x[k] for x in rows])), 2), round(float(np.std([x[k] for x in rows], ddof=1)), 2)
+                        if len(rows) > 1 else None) for k in ("explain_s", "load_s", "peak_rss_mb")}
+            summary.append({"version": name, "case": label, "n": len(rows), "mean_sd": stat,
+                            "photo": rows[0]["photo"], "segments": rows[0]["segments"],
+                            "weights_sha1": sorted({x["weights_sha1"] for x in rows})})
+    print("| version | case | n | explain s (mean, sd) | peak RSS MB | segments |")
+    print("|---|---|---:|---:|---:|---|")
+    for s_ in summary:
+        m = s_["mean_sd"]
+        print(f"| {s_['version']} | {s_['case']} | {s_['n']} | {m['explain_s'][0]} ({m['explain_s'][1]}) | "
+              f"{m['peak_rss_mb'][0]} | {s_['segments']} |")
+    result = {
+        "command": shlex.join(["python", "bench/large_photo.py", *sys.argv[1:]]),
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_start": list(os.getloadavg())},
+        "git": git_state(), "before_src": args.before,
+        "settings": {"megapixels": args.megapixels, "samples": args.samples, "repeats": args.repeats,
+                     "model": "256 px stand-in (resize + colour means + one word): prodlens' own work is timed"},
+        "summary": summary, "runs": runs,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
