@@ -68,13 +68,23 @@ class DataConfig:
 @dataclass(frozen=True)
 class OcrConfig:
     """OCR: ``engine`` ``"rapidocr"`` (offline, cached by image hash) or ``"none"`` (keep
-    the tokens the manifest already has, e.g. from an imported Vision JSON)."""
+    the tokens the manifest already has, e.g. from an imported Vision JSON). ``scripts``
+    drops tokens in other scripts (:mod:`prodlens.ocr.scripts` preset, e.g. ``"sv"``,
+    ``"latin"``, ``"all"``); empty: the dataset's ``language``, else keep all."""
 
     engine: str = "rapidocr"
     min_score: float = 0.5
     workers: int = 1
+    scripts: str = ""
 
     def __post_init__(self) -> None:
+        if self.scripts:
+            from prodlens.ocr.scripts import ScriptFilter
+
+            try:
+                ScriptFilter.from_preset(self.scripts)
+            except ValueError as e:
+                _fail("ocr", f"scripts: {e}")
         _check("ocr", self.engine in ("rapidocr", "none"), "engine", "'rapidocr' or 'none'", self.engine)
         _check("ocr", 0.0 <= self.min_score <= 1.0, "min_score", "between 0 and 1", self.min_score)
         _check("ocr", self.workers >= 1, "workers", "an int >= 1", self.workers)
