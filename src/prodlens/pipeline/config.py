@@ -180,19 +180,24 @@ class GlobalConfig:
 
 @dataclass(frozen=True)
 class DeletionConfig:
-    """The deletion test (:func:`~prodlens.aggregate.deletion_test`); needs the global stage."""
+    """The deletion test (:func:`~prodlens.aggregate.deletion_test`); needs the global stage.
+    ``in_sample``: what to do when the tested photos are those the global features were
+    built on (``"warn"``, ``"error"`` or ``"allow"``); the result states the splits."""
 
     enabled: bool = True
     modalities: list[str] = field(default_factory=lambda: ["image", "text"])
     top_k: int = 3
     fill: str = "black"
     repeats: int = 1
+    in_sample: str = "warn"
 
     def __post_init__(self) -> None:
         _check_modalities("deletion", self.modalities)
         _check("deletion", self.top_k >= 1, "top_k", "an int >= 1", self.top_k)
         _check("deletion", self.fill in ("mean", "black", "blur"), "fill", "'mean', 'black' or 'blur'", self.fill)
         _check("deletion", self.repeats >= 1, "repeats", "an int >= 1", self.repeats)
+        _check("deletion", self.in_sample in ("warn", "error", "allow"), "in_sample", "'warn', 'error' or 'allow'",
+               self.in_sample)
 
 
 @dataclass(frozen=True)

@@ -386,7 +386,8 @@ def stage_deletion(ctx: Context) -> StageReport:
     exps = [x for sid in sorted(ctx.explained) for x in _explanations(_read_result(ctx.explained[sid]), sid)]
     rows = tuple(
         deletion_test(ctx.classifier(), glob, exps, ctx.dataset.by_id(), modality=m, model=cfg.train.model,
-                      top_k=d.top_k, fill=d.fill, n_repeats=d.repeats, seed=cfg.seed, progress=ctx.progress)
+                      top_k=d.top_k, fill=d.fill, n_repeats=d.repeats, seed=cfg.seed, in_sample=d.in_sample,
+                      progress=ctx.progress)
         for m in d.modalities
     )
     write_json(DeletionTable(rows), path)
