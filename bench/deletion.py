@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
+    git = git_state(HERE)  # at the start: the code that runs
     t_start = time.perf_counter()
     train, glob_data, test = load_data(args)
     models = get_models(args, train)
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     table = DeletionTable(tuple(rows), meta={
         "command": shlex.join(["python", os.path.relpath(__file__, Path.cwd()), *(argv if argv is not None else sys.argv[1:])]),
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git": git_state(HERE),
+        "git": git,
         "dataset": "bundled sample grocery_mini" if args.sample else str(args.data),
         "language": test.language,
         "protocol": {
