@@ -226,24 +226,32 @@ def test_deletion_errors(kwargs, match):
         deletion_test(ColourModel(), g, ex, samples, images=images, progress=False, **kwargs)
 
 
-def test_cli_deletion(tmp_path, monkeypatch, capsys):
-    from prodlens.cli import global_cmds, main
-    from prodlens.data.manifest import Dataset, write_dataset
-    from prodlens.data.types import ClassList
+def _write_world(tmp_path, ex, images, samples):
+    """A dataset folder with the world's photos, and a folder with its explanations."""
     from PIL import Image
 
-    ex, images, samples = text_world(3)
-    data = tmp_path / "data"
+    from prodlens.data.manifest import Dataset, write_dataset
+    from prodlens.data.types import ClassList
+
+    data, folder = tmp_path / "data", tmp_path / "ex"
     (data / "images").mkdir(parents=True)
-    for s in samples:
-        Image.fromarray(images[s.id]).save(data / "images" / f"{s.id.replace('/', '_')}.png")
-    samples = [ProductSample(s.id, data / "images" / f"{s.id.replace('/', '_')}.png", s.label, "test", s.ocr_tokens)
-               for s in samples]
-    write_dataset(Dataset(samples, ClassList.from_names(ColourModel.classes), data), data)
-    folder = tmp_path / "ex"
     folder.mkdir()
+    stored = []
+    for s in samples:
+        path = data / "images" / f"{s.id.replace('/', '_')}.png"
+        Image.fromarray(images[s.id]).save(path)
+        stored.append(ProductSample(s.id, path, s.label, s.split, s.ocr_tokens))
+    write_dataset(Dataset(stored, ClassList.from_names(ColourModel.classes), data), data)
     for e in ex:
         (folder / f"{e.sample_id.replace('/', '_')}.json").write_text(json.dumps(e.to_dict()))
+    return data, folder
+
+
+def test_cli_deletion(tmp_path, monkeypatch, capsys):
+    from prodlens.cli import global_cmds, main
+
+    ex, images, samples = text_world(3)
+    data, folder = _write_world(tmp_path, ex, images, samples)
     monkeypatch.setattr(global_cmds, "_load_classifier", lambda path: ColourModel())
     gpath, out = tmp_path / "g.json", tmp_path / "del.json"
     assert main(["global", str(folder), "--modality", "text", "-o", str(gpath), "--no-progress"]) == 0
@@ -323,3 +331,22 @@ def test_rows_without_intervals_read_back():
     row = DeletionTable.from_dict({"rows": [old]}).rows[0]
     assert row.top_drop is None and row.per_sample == ()
     assert "| m | text | 3 | 100.0% | 0.0% | 100.0% | - | - |" in format_deletion_table(DeletionTable((row,)))
+
+
+def test_cli_held_out_splits(tmp_path, monkeypatch, capsys):
+    from prodlens.cli import global_cmds, main
+
+    (ex, _, _), (vex, images, samples) = held_out(text_world, n_per_class=3)
+    data, folder = _write_world(tmp_path, ex + vex, images, samples)
+    monkeypatch.setattr(global_cmds, "_load_classifier", lambda path: ColourModel())
+    gpath, out = tmp_path / "g.json", tmp_path / "del.json"
+    assert main(["global", str(folder), "--data", str(data), "--modality", "text", "--split", "train", "-o", str(gpath),
+                 "--no-progress"]) == 0
+    assert main(["deletion", str(gpath), str(folder), "--data", str(data), "--model", "toy.pt", "--modality", "text",
+                 "--top-k", "1", "--split", "val", "--in-sample", "error", "-o", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "global features built on train, tested on val (held out)" in printed
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["samples"] == 6 and row["config"]["in_sample"] is False and row["top_drop"]["estimate"] == 1.0
+    assert main(["global", str(folder), "--data", str(data), "--modality", "text", "--split", "test", "-o", str(gpath),
+                 "--no-progress"]) == 2

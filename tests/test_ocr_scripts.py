@@ -110,7 +110,7 @@ def test_filter_dataset_after_an_import(tmp_path):
     assert out.samples[0].text == "ÄGG" and report.dropped == 1
 
 
-def test_cli_flag_and_pipeline_setting(tmp_path, capsys, monkeypatch):
+def test_cli_flag_and_pipeline_setting(tmp_path, capsys):
     ds = _dataset(tmp_path, None)
     ds.samples[0] = ds.samples[0].with_tokens([_tok("ÄGG"), _tok("福")])
     write_dataset(ds, tmp_path / "d")
