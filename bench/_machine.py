@@ -16,3 +16,21 @@ def cpu_name() -> str:
     except OSError:
         pass
     return cpu
+
+
+def git_state(cwd: Path | None = None) -> dict:
+    """``{"commit": HEAD, "dirty": bool, "changed": [paths]}`` of the checkout (``None`` values outside git)."""
+    import subprocess
+
+    where = cwd or Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    head, status = git("rev-parse", "HEAD"), git("status", "--porcelain")
+    changed = [line[3:] for line in (status or "").splitlines() if line.strip()]
+    return {"commit": head.strip() if head else None, "dirty": bool(changed) if status is not None else None,
+            "changed": changed[:20]}

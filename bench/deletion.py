@@ -1,17 +1,22 @@
-"""Deletion test table (paper Table 2) for the three fusion models.
+"""Deletion test table (paper Table 2) for the fusion models, with the corrected protocol.
 
-Not a test. For each fusion model (Score Fusion, Feature Concatenation, EmbraceNet):
+Not a test. For each fusion model (Score Fusion, Feature Concatenation, EmbraceNet, or
+those named by ``--models``):
 
-1. explain every test photo with multimodal LIME (cached per sample as JSON, so a
-   re-run resumes),
-2. build per-class global explanations (top-3 positive superpixels embedded by the
-   model's own image encoder and clustered with HDBSCAN; top-3 positive OCR words
-   grouped by spelling; both ranked by NormLIME),
-3. run the deletion test per modality: accuracy on the photos that contain one of their
-   class's top-3 global features, with nothing / those features / as many random
-   features deleted,
+1. explain every photo of the global split (``--global-split``, default train) and of
+   the test split with multimodal LIME (cached per sample as JSON, so a re-run resumes),
+2. build per-class global explanations on the **global split's** explanations only
+   (top-3 positive superpixels embedded by the model's own image encoder and clustered
+   with HDBSCAN; top-3 positive OCR words grouped by spelling; both ranked by NormLIME),
+3. run the deletion test per modality on the **test split**: accuracy on the photos that
+   contain one of their class's top-3 global features (held-out photos are matched to
+   the clusters by embedding, to the word groups by spelling), with nothing / those
+   features / the random control deleted (image: the same superpixel shapes moved
+   nearby; text: as many other real words), paired bootstrap 95% intervals,
+4. with ``--in-sample-reference`` also the old, in-sample variant (global features built
+   on the test split's own explanations) for comparison, marked as such,
 
-and writes ``bench/results/deletion.json`` (``rows`` + ``meta``) and prints the table.
+and writes ``bench/results/deletion_protocol.json`` (``rows`` + ``meta``) and prints the table.
 
 Usage::
 
@@ -25,9 +30,11 @@ Usage::
     prodlens import-grocery ../shared/datasets/GroceryStoreDataset/dataset --out work/grocery --splits train val
     python bench/deletion.py --data work/grocery --split val --packages --train --train-per-class 15
 
-    # the bundled 10-class sample: OCR (cached), fast-train the three heads on its train
-    # split, test on its val photos (a smoke run, not a result)
-    python bench/deletion.py --sample --lime-samples 300 --segments 40
+    # the bundled 10-class sample: OCR (cached, Swedish script filter), fast-train the
+    # concat head on its 100 train photos, global features from the train photos'
+    # explanations, tested on the 34 val photos (bench/results/deletion_protocol.json)
+    nice -n 10 python bench/deletion.py --sample --models concat --lime-samples 300 --segments 50 \
+        --repeats 5 --in-sample-reference --quiet
 """
 
 from __future__ import annotations
@@ -39,27 +46,22 @@ import logging
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from _machine import cpu_name, git_state
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "deletion.json"
+RESULTS = HERE / "results" / "deletion_protocol.json"
 CACHE = HERE.parent / "runs" / "bench-deletion"  # git-ignored: explanations, sample models, globals
 FUSION_MODELS = ("score_fusion", "concat", "embracenet")
 log = logging.getLogger("bench.deletion")
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def load_data(args: argparse.Namespace):
-    """(train, test) datasets; test restricted to package classes when asked."""
+    """(train, global, test) datasets; restricted to package classes when asked."""
     from prodlens.data.grocery import package_classes
     from prodlens.data.manifest import read_dataset
     from prodlens.data.sample import load_sample
@@ -67,21 +69,23 @@ def load_data(args: argparse.Namespace):
     ds = load_sample() if args.sample else read_dataset(args.data)
     if args.packages:
         ds = ds.with_classes(package_classes(ds))
-    train = ds.split("train")
-    test = ds.split(args.split)
-    if args.train_per_class:
-        train = type(train)(per_class(train.samples, args.train_per_class), train.classes, train.root)
-    ocr_needed = [s for s in (*train.samples, *test.samples) if s.ocr_tokens is None]
+    ocr_needed = [s for s in ds.samples if s.ocr_tokens is None and s.split in ("train", args.global_split, args.split)]
     if ocr_needed and not args.no_ocr:
         from prodlens.ocr.runner import run_ocr
 
         log.info("running OCR (cached) on %d samples", len(ocr_needed))
-        done = {s.id: s for s in run_ocr(type(ds)(ocr_needed, ds.classes, ds.root), progress=not args.quiet)[0].samples}
-        train = type(train)([done.get(s.id, s) for s in train.samples], train.classes, train.root)
-        test = type(test)([done.get(s.id, s) for s in test.samples], test.classes, test.root)
+        ocr, report = run_ocr(replace(ds, samples=ocr_needed), progress=not args.quiet)  # ds.language: script filter
+        log.info("%s", report.summary())
+        done = {s.id: s for s in ocr.samples}
+        ds = replace(ds, samples=[done.get(s.id, s) for s in ds.samples])
+    train, glob, test = ds.split("train"), ds.split(args.global_split), ds.split(args.split)
+    if args.train_per_class:
+        train = replace(train, samples=per_class(train.samples, args.train_per_class))
+    if args.global_per_class:
+        glob = replace(glob, samples=per_class(glob.samples, args.global_per_class))
     if args.limit_per_class:
-        test = type(test)(per_class(test.samples, args.limit_per_class), test.classes, test.root)
-    return train, test
+        test = replace(test, samples=per_class(test.samples, args.limit_per_class))
+    return train, glob, test
 
 
 def per_class(samples, limit: int) -> list:
@@ -145,7 +149,7 @@ def get_models(args: argparse.Namespace, train) -> dict[str, str]:
     from prodlens.train.trainer import train_model
 
     out = {}
-    for name in FUSION_MODELS:
+    for name in args.models:
         tag = "sample" if args.sample else f"{Path(args.data).name}{'-packages' if args.packages else ''}-tpc{args.train_per_class}"
         path = CACHE / "models" / tag / f"{name}.pt"
         if not path.is_file():
@@ -158,15 +162,15 @@ def get_models(args: argparse.Namespace, train) -> dict[str, str]:
     return out
 
 
-def explain_all(name: str, clf, test, args: argparse.Namespace) -> tuple[list, float]:
-    """Local explanations of every test photo (their true class's), cached as JSON per sample."""
+def explain_all(name: str, clf, test, split: str, args: argparse.Namespace) -> tuple[list, float]:
+    """Local explanations of every photo of ``test`` (their true class's), cached as JSON per sample."""
     from tqdm.auto import tqdm
 
     from prodlens.aggregate import load_explanations
     from prodlens.explain import MultimodalLime
 
     data = "sample" if args.sample else Path(args.data).name
-    folder = CACHE / "explanations" / f"{data}_{args.split}_{name}_s{args.lime_samples}_seg{args.segments}_seed{args.seed}"
+    folder = CACHE / "explanations" / f"{data}_{split}_{name}_s{args.lime_samples}_seg{args.segments}_seed{args.seed}"
     folder.mkdir(parents=True, exist_ok=True)
     lime = MultimodalLime(n_samples=args.lime_samples, n_segments=args.segments, seed=args.seed, progress=False)
     t0 = time.perf_counter()
@@ -184,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="dataset folder (prodlens manifest)")
     p.add_argument("--sample", action="store_true", help="use the bundled 10-class sample")
     p.add_argument("--split", default=None, help="test split (default: test, or val for --sample)")
+    p.add_argument("--global-split", default="train", help="split whose explanations build the global features (default train)")
+    p.add_argument("--global-per-class", type=int, default=0, help="explain at most this many global-split photos per class")
+    p.add_argument("--models", nargs="+", choices=FUSION_MODELS, default=list(FUSION_MODELS), help="fusion models to test")
+    p.add_argument("--in-sample-reference", action="store_true",
+                   help="also run the old in-sample variant (global features from the test split itself)")
+    p.add_argument("--radius-scale", type=float, default=1.0, help="held-out image matching: cluster radius factor")
     p.add_argument("--packages", action="store_true", help="keep only GroceryStore package classes")
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="a trained model (repeat)")
     p.add_argument("--train", action="store_true", help="fast-train the three fusion heads on the train split")
@@ -206,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.sample and not args.data:
         p.error("pass --data DATASET or --sample")
     args.split = args.split or ("val" if args.sample else "test")
+    if args.global_split == args.split:
+        p.error(f"--global-split must differ from the test split ({args.split}): the protocol tests held-out photos")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -216,33 +228,40 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
+    git = git_state(HERE)  # at the start: the code that runs
     t_start = time.perf_counter()
-    train, test = load_data(args)
+    train, glob_data, test = load_data(args)
     models = get_models(args, train)
     rows, per_model = [], {}
     shared = SharedImageFeatures()
     for name, ckpt in models.items():
         clf = load_classifier(ckpt).use_runtime("auto")
         shared.wrap(clf)
-        explanations, t_explain = explain_all(name, clf, test, args)
+        glob_ex, t_glob_ex = explain_all(name, clf, glob_data, args.global_split, args)
+        explanations, t_explain = explain_all(name, clf, test, args.split, args)
         size = getattr(clf.preprocess, "input_size", 224) if clf.preprocess is not None else 224
-        t0 = time.perf_counter()
-        g = GlobalExplainer(
+        explainer = GlobalExplainer(
             clf.encode_images, crop_size=int(max(size) if isinstance(size, (tuple, list)) else size),
             min_cluster_size=args.min_cluster_size, min_samples=args.min_samples, progress=not args.quiet,
-        ).fit(explanations, test.samples).global_
-        write_json(g, CACHE / "global" / f"{name}.json")
+        )
+        t0 = time.perf_counter()
+        g = explainer.fit(glob_ex, glob_data.samples).global_
+        write_json(g, CACHE / "global" / f"{name}_{args.global_split}.json")
         t_global = time.perf_counter() - t0
         t0 = time.perf_counter()
+        params = dict(top_k=args.top_k, n_repeats=args.repeats, seed=args.seed, progress=not args.quiet)
         for modality in ("image", "text"):
-            rows.append(deletion_test(
-                clf, g, explanations, test.samples, modality=modality, model=name, top_k=args.top_k,
-                n_repeats=args.repeats, seed=args.seed, progress=not args.quiet,
-            ))
+            rows.append(deletion_test(clf, g, explanations, test.samples, modality=modality, model=name,
+                                      in_sample="error", radius_scale=args.radius_scale, **params))
+        if args.in_sample_reference:
+            g_in = explainer.fit(explanations, test.samples).global_
+            for modality in ("image", "text"):
+                rows.append(deletion_test(clf, g_in, explanations, test.samples, modality=modality,
+                                          model=f"{name} (in-sample)", in_sample="allow", **params))
         per_model[name] = {
             "checkpoint": ckpt,
-            "explanations": len(explanations),
-            "seconds_explain_new": round(t_explain, 1),
+            "explanations": {args.global_split: len(glob_ex), args.split: len(explanations)},
+            "seconds_explain_new": round(t_glob_ex + t_explain, 1),
             "seconds_global": round(t_global, 1),
             "seconds_deletion": round(time.perf_counter() - t0, 1),
             "top_features": {
@@ -254,9 +273,20 @@ def main(argv: list[str] | None = None) -> int:
     table = DeletionTable(tuple(rows), meta={
         "command": shlex.join(["python", os.path.relpath(__file__, Path.cwd()), *(argv if argv is not None else sys.argv[1:])]),
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git": git,
         "dataset": "bundled sample grocery_mini" if args.sample else str(args.data),
+        "language": test.language,
+        "protocol": {
+            "global_features_built_on": f"{args.global_split} ({len(glob_data.samples)} photos)",
+            "tested_on": f"{args.split} ({len(test.samples)} photos, held out)",
+            "image_control": "the top superpixels' shapes moved by a random offset of up to 2x their size, "
+                             "inside the photo and off the top region (same pixel count)",
+            "text_control": "as many other real words (after the word groups' normalisation)",
+            "intervals": "paired percentile bootstrap over samples, 2000 resamples, 95%",
+            "held_out_image_matching": f"top-3 local superpixels within {args.radius_scale} x cluster radius of its centroid",
+        },
         "split": args.split,
+        "global_split": args.global_split,
         "test_samples": len(test.samples),
         "train_samples": len(train.samples),
         "shared_image_features": {"encoded": shared.misses, "reused": shared.hits},
@@ -268,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         "min_samples": args.min_samples,
         "repeats": args.repeats,
         "seed": args.seed,
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "platform": platform.platform(),
-                    "load_average_1m_before": round(load_before, 2), "device": "cpu"},
+        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": args.threads,
+                    "platform": platform.platform(), "load_average_1m_before": round(load_before, 2),
+                    "load_average_1m_after": round(os.getloadavg()[0], 2), "device": "cpu"},
         "seconds_total": round(time.perf_counter() - t_start, 1),
         "models": per_model,
         "note": args.note,

@@ -54,7 +54,7 @@ def main(src: str, dst: str = "src/prodlens/sample_data/grocery_mini") -> None:
             (out / icon).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(c.iconic_image, out / icon)
         infos.append(ClassInfo(c.name, c.index, c.coarse, c.coarse_index, icon, c.description))
-    write_dataset(Dataset(samples, ClassList(infos), out), out)
+    write_dataset(Dataset(samples, ClassList(infos), out, language="sv"), out)  # Swedish packaging: OCR keeps Latin script
     shutil.copyfile(Path(src).parent / "LICENSE", out / "LICENSE")
     print(f"wrote {len(samples)} samples of {len(infos)} classes to {out}")
 

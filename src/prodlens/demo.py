@@ -78,7 +78,8 @@ def run_demo(
     ds = load_sample()
     _step(1, total, f"bundled sample: {len(ds)} GroceryStore photos of {len(ds.classes)} package classes")
 
-    ds, report = run_ocr(ds, cache_dir=out / "cache" / "ocr", workers=workers)
+    # Swedish packaging: tokens in other scripts (PP-OCR's invented CJK glyphs) are dropped
+    ds, report = run_ocr(ds, cache_dir=out / "cache" / "ocr", workers=workers, script_filter=ds.language or "sv")
     manifest = write_dataset(ds, out / "dataset")
     _step(2, total, f"OCR: {report.summary()}")
     example = next((s for s in ds.samples if len(s.tokens) >= 3), ds.samples[0])

@@ -20,10 +20,13 @@ from prodlens.aggregate.deletion import (
     DeletionTable,
     deletion_table,
     deletion_test,
+    SampleOutcome,
+    check_splits,
     format_deletion_table,
-    random_superpixels,
-    random_tokens,
 )
+from prodlens.aggregate.controls import random_region, random_words
+from prodlens.aggregate.membership import ImageMatcher, WordMatcher
+from prodlens.aggregate.paired import Interval, paired_bootstrap
 from prodlens.aggregate.global_explainer import GlobalExplainer, global_explanations
 from prodlens.aggregate.io import load_explanations, read_deletion_table, read_global, write_json
 from prodlens.aggregate.normlime import NormLimeScore, normalize_weights, normlime
@@ -39,9 +42,14 @@ __all__ = [
     "GlobalExplainer",
     "GlobalExplanations",
     "GlobalFeature",
+    "ImageMatcher",
+    "Interval",
     "NormLimeScore",
+    "SampleOutcome",
     "WordGroup",
     "WordGrouper",
+    "WordMatcher",
+    "check_splits",
     "cluster_embeddings",
     "deletion_table",
     "deletion_test",
@@ -53,8 +61,9 @@ __all__ = [
     "normalize_weights",
     "normalize_word",
     "normlime",
-    "random_superpixels",
-    "random_tokens",
+    "paired_bootstrap",
+    "random_region",
+    "random_words",
     "read_deletion_table",
     "read_global",
     "superpixel_crop",

@@ -6,40 +6,57 @@ samples three accuracies are measured:
 
 * **no deletion** -- the untouched photo and OCR tokens;
 * **top deletion** -- every local feature belonging to one of the top-``k`` global
-  features removed: the cluster's member superpixels painted over (black by default),
-  or every OCR token whose normalised word belongs to the word group (all matching
-  tokens, not only those among the sample's top local features) left out of the list;
-* **random deletion** -- the same number of other features removed, drawn at random
-  (seeded): superpixels of similar area (within ``area_tolerance``, else the closest
-  in area) or tokens.
+  features removed: the matching superpixels painted over (black by default), or every
+  OCR token whose normalised word belongs to the word group (all matching tokens, not
+  only those among the sample's top local features) left out of the list;
+* **random deletion** -- a control of the same size (:mod:`~prodlens.aggregate.controls`):
+  the deleted superpixels' exact shapes moved nearby (the paper's control), or as many
+  other real words.
 
-If the global features matter, top deletion should cost far more accuracy than random
-deletion. Results are :class:`DeletionRow` / :class:`DeletionTable` with ``to_dict``.
+The global features must come from another split than the tested samples (built on
+train, tested on val): :func:`check_splits` refuses or warns on in-sample use and the
+row's ``config`` names the splits. Held-out photos are matched to image clusters by
+embedding (:class:`~prodlens.aggregate.membership.ImageMatcher`), words by spelling.
+
+Each sample's three outcomes are kept (:class:`SampleOutcome`); the drops
+``no - top``, ``no - random`` and their difference ``random - top`` get paired
+bootstrap confidence intervals (:mod:`~prodlens.aggregate.paired`). If the global
+features matter, top deletion should cost more than the control, with an interval of
+``top_minus_random`` above 0. Results are :class:`DeletionRow` / :class:`DeletionTable`
+with ``to_dict``.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from prodlens.aggregate._validation import check_choice, check_float, check_int
+from prodlens.aggregate.controls import random_region, random_words
 from prodlens.aggregate.crops import match_segments
 from prodlens.aggregate.global_explainer import ImageSource, index_samples
-from prodlens.aggregate.results import MODALITIES, GlobalExplanations, GlobalFeature
-from prodlens.aggregate.text import get_scorer, normalize_word
+from prodlens.aggregate.membership import ImageMatcher, WordMatcher, image_targets, support_ids
+from prodlens.aggregate.paired import METHOD, Interval, paired_bootstrap
+from prodlens.aggregate.results import MODALITIES, GlobalExplanations
 from prodlens.errors import Skip
 from prodlens.data.types import OcrToken, ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.interpretable import Fill, fill_image
 from prodlens.models.base import Classifier
 
+__all__ = ["DeletionRow", "DeletionTable", "ImageMatcher", "SampleOutcome", "WordMatcher", "check_splits",
+           "deletion_table", "deletion_test", "format_deletion_table", "image_targets"]
+
 log = logging.getLogger(__name__)
+
+#: What :func:`check_splits` does with in-sample use.
+IN_SAMPLE = ("warn", "error", "allow")
 
 
 def _num(x: float) -> float | None:
@@ -53,10 +70,59 @@ def _float(x: float | None) -> float:
 
 
 @dataclass(frozen=True)
+class SampleOutcome:
+    """One tested sample: correct untouched / with the top features deleted / under the
+    random control (mean over repeats), and how much each deletion removed.
+
+    ``deleted`` counts superpixels or words; ``deleted_pixels`` and ``random_deleted``
+    (image: pixels; text: words) show that the control removed as much; ``short`` says
+    the sample had fewer other real words than the top deletion removed.
+
+    >>> o = SampleOutcome("s1", "c", True, False, 1.0, 2, deleted_pixels=300, random_deleted=300.0)
+    >>> SampleOutcome.from_dict(o.to_dict()) == o
+    True
+    """
+
+    sample_id: str
+    label: str
+    correct: bool
+    correct_top: bool
+    correct_random: float
+    deleted: int
+    deleted_pixels: int | None = None
+    random_deleted: float = 0.0
+    random_overlap: float | None = None  #: image: share of the control that could not avoid the top region
+    short: bool = False
+    held_out: bool = True  #: the sample did not help build the global features
+
+    def to_dict(self) -> dict:
+        return {"sample_id": self.sample_id, "label": self.label, "correct": bool(self.correct),
+                "correct_top": bool(self.correct_top), "correct_random": float(self.correct_random),
+                "deleted": int(self.deleted), "deleted_pixels": self.deleted_pixels,
+                "random_deleted": float(self.random_deleted), "random_overlap": self.random_overlap,
+                "short": bool(self.short), "held_out": bool(self.held_out)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SampleOutcome:
+        return cls(str(d["sample_id"]), str(d["label"]), bool(d["correct"]), bool(d["correct_top"]),
+                   float(d["correct_random"]), int(d["deleted"]), d.get("deleted_pixels"),
+                   float(d.get("random_deleted", 0.0)), d.get("random_overlap"), bool(d.get("short", False)),
+                   bool(d.get("held_out", True)))
+
+
+def _interval(d: dict | None) -> Interval | None:
+    return None if d is None else Interval.from_dict(d)
+
+
+@dataclass(frozen=True)
 class DeletionRow:
     """One line of the deletion table: one model, one modality.
 
-    A row with no samples has NaN accuracies (``null`` in JSON).
+    A row with no samples has NaN accuracies (``null`` in JSON). ``top_drop`` (no - top),
+    ``random_drop`` (no - random) and ``top_minus_random`` (random - top: how much more
+    the top features cost than the control) are paired-bootstrap :class:`Interval` s;
+    ``per_sample`` holds the paired outcomes. Rows written before these existed read
+    back with ``None`` / ``()``.
 
     >>> r = DeletionRow("concat", "image", 12, 0.9, 0.2, 0.85)
     >>> DeletionRow.from_dict(r.to_dict()) == r
@@ -74,6 +140,15 @@ class DeletionRow:
     sample_ids: tuple[str, ...] = ()
     config: dict = field(default_factory=dict, compare=False)
     skipped: tuple[Skip, ...] = field(default=(), compare=False)  #: (file, reason) of unreadable photos
+    top_drop: Interval | None = None
+    random_drop: Interval | None = None
+    top_minus_random: Interval | None = None
+    per_sample: tuple[SampleOutcome, ...] = field(default=(), compare=False)
+
+    def intervals(self) -> dict:
+        """``{"top_drop": {...}, "random_drop": {...}, "top_minus_random": {...}}`` (those present)."""
+        named = {"top_drop": self.top_drop, "random_drop": self.random_drop, "top_minus_random": self.top_minus_random}
+        return {k: v.to_dict() for k, v in named.items() if v is not None}
 
     def to_dict(self) -> dict:
         return {
@@ -86,13 +161,16 @@ class DeletionRow:
             "random_deletion_std": _num(self.random_deletion_std),
             "mean_deleted": float(self.mean_deleted),
             "sample_ids": list(self.sample_ids),
+            **self.intervals(),
             "config": self.config,
             "skipped": [list(x) for x in self.skipped],
+            "per_sample": [o.to_dict() for o in self.per_sample],
         }
 
     def as_steps(self) -> dict:
         """The row as the store's step/accuracy record (``prodlens.store.records.DeletionResult``
-        fields): steps ``[0, 1, 2]`` = no / top-k / random deletion, named in ``config["steps"]``.
+        fields): steps ``[0, 1, 2]`` = no / top-k / random deletion, named in ``config["steps"]``;
+        the intervals, splits and paired outcomes go into ``config`` too.
 
         >>> DeletionRow("m", "text", 3, 1.0, 0.0, 1.0).as_steps()["accuracies"]
         [1.0, 0.0, 1.0]
@@ -105,7 +183,8 @@ class DeletionRow:
             "sample_ids": list(self.sample_ids),
             "config": {**self.config, "kind": "global_vs_random", "steps": ["none", "top_global", "random"],
                        "samples": self.samples, "random_deletion_std": self.random_deletion_std,
-                       "mean_deleted": self.mean_deleted},
+                       "mean_deleted": self.mean_deleted, "intervals": self.intervals(),
+                       "per_sample": [o.to_dict() for o in self.per_sample]},
         }
 
     @classmethod
@@ -121,6 +200,10 @@ class DeletionRow:
             mean_deleted=float(d.get("mean_deleted", 0.0)),
             sample_ids=tuple(d.get("sample_ids", ())),
             config=dict(d.get("config", {})),
+            top_drop=_interval(d.get("top_drop")),
+            random_drop=_interval(d.get("random_drop")),
+            top_minus_random=_interval(d.get("top_minus_random")),
+            per_sample=tuple(SampleOutcome.from_dict(o) for o in d.get("per_sample", ())),
             skipped=tuple((str(p), str(w)) for p, w in d.get("skipped", ())),
         )
 
@@ -154,29 +237,54 @@ class DeletionTable:
                              {**self.meta, **other.meta})
 
 
+def splits_note(table: DeletionTable) -> str:
+    """One line per distinct split setting: where the global features come from and what was tested.
+
+    >>> row = DeletionRow("m", "text", 3, 1.0, 0.0, 1.0, config={"global_splits": ["train"], "test_splits": ["val"],
+    ...                                                          "in_sample": False})
+    >>> splits_note(DeletionTable((row,)))
+    'global features built on train, tested on val (held out)'
+    """
+    seen: dict[str, None] = {}
+    for r in table.rows:
+        c = r.config
+        if "in_sample" not in c:
+            continue
+        built = ", ".join(c.get("global_splits") or ["an unrecorded split"])
+        tested = ", ".join(c.get("test_splits") or ["an unrecorded split"])
+        how = "IN-SAMPLE: the drop is flattering" if c["in_sample"] else "held out"
+        seen[f"global features built on {built}, tested on {tested} ({how})"] = None
+    return "\n".join(seen)
+
+
 def format_deletion_table(table: DeletionTable) -> str:
-    """A Markdown table in the layout of the paper's Table 2.
+    """A Markdown table in the layout of the paper's Table 2, with the paired intervals
+    and a line naming the splits.
 
     >>> print(format_deletion_table(DeletionTable((DeletionRow("concat", "text", 3, 1.0, 0.0, 2 / 3),))))
-    | model | modality | samples | no deletion | top-3 deleted | random deleted |
-    |---|---|---:|---:|---:|---:|
-    | concat | text | 3 | 100.0% | 0.0% | 66.7% |
+    | model | modality | samples | no deletion | top-3 deleted | random deleted | top drop [95% CI] | top - random [95% CI] |
+    |---|---|---:|---:|---:|---:|---:|---:|
+    | concat | text | 3 | 100.0% | 0.0% | 66.7% | - | - |
     """
     k = next((r.config.get("top_k") for r in table.rows if r.config.get("top_k")), 3)
+    level = next((r.config["ci"]["level"] for r in table.rows if "ci" in r.config), 0.95)
+    ci = f"[{level:.0%} CI]"
     lines = [
-        f"| model | modality | samples | no deletion | top-{k} deleted | random deleted |",
-        "|---|---|---:|---:|---:|---:|",
+        f"| model | modality | samples | no deletion | top-{k} deleted | random deleted | top drop {ci} | top - random {ci} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     def pct(x: float) -> str:
         return "-" if x != x else f"{x:.1%}"
 
     for r in table.rows:
         rnd = pct(r.random_deletion_accuracy) + (f" ± {r.random_deletion_std:.1%}" if r.random_deletion_std else "")
+        drops = [str(iv) if iv is not None and iv.estimate == iv.estimate else "-" for iv in (r.top_drop, r.top_minus_random)]
         lines.append(
             f"| {r.model} | {r.modality} | {r.samples} | {pct(r.no_deletion_accuracy)} "
-            f"| {pct(r.top_deletion_accuracy)} | {rnd} |"
+            f"| {pct(r.top_deletion_accuracy)} | {rnd} | {drops[0]} | {drops[1]} |"
         )
-    return "\n".join(lines)
+    note = splits_note(table)
+    return "\n".join(lines) + (f"\n\n{note}" if note else "")
 
 
 # -- which features to delete ------------------------------------------------------------
@@ -185,82 +293,56 @@ def _sample_rng(seed: int, sample_id: str, repeat: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(sample_id.encode("utf-8")), int(repeat)])
 
 
-def image_targets(features: Sequence[GlobalFeature], sample_id: str) -> list[int]:
-    """Superpixels of ``sample_id`` that are members of the given image clusters."""
-    return sorted({o.index for f in features for o in f.occurrences if o.sample_id == sample_id})
+def _splits(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(sorted(set(value)))
 
 
-class WordMatcher:
-    """Does an OCR token belong to one of the given word groups? (same normalisation and
-    similarity as the grouping that made them)."""
+def check_splits(
+    global_explanations: GlobalExplanations,
+    tested: Mapping[str, ProductSample | None],
+    *,
+    global_split: str | Sequence[str] | None = None,
+    test_split: str | Sequence[str] | None = None,
+    in_sample: str = "warn",
+) -> dict:
+    """Which splits the global features come from and which are tested, and whether they overlap.
 
-    def __init__(self, features: Sequence[GlobalFeature], config: Mapping[str, Any]) -> None:
-        self.case = config.get("word_case", "upper")
-        self.min_length = int(config.get("min_word_length", 2))
-        self.threshold = float(config.get("word_threshold", 0.75))
-        self.score = get_scorer(config.get("word_scorer", "levenshtein"))
-        self.variants = {v for f in features for v in (f.variants or {f.text: 1}) if v}
-        self.names = [f.text for f in features if f.text]
-
-    def __call__(self, token: OcrToken) -> bool:
-        w = normalize_word(token.text, self.case, self.min_length)
-        if w is None:
-            return False
-        return w in self.variants or any(self.score(w, n) >= self.threshold for n in self.names)
-
-
-def random_superpixels(
-    segments: np.ndarray, deleted: Sequence[int], rng: np.random.Generator, area_tolerance: float = 0.5
-) -> list[int]:
-    """As many other superpixels as ``deleted``, each of similar area to one deleted superpixel.
-
-    For each deleted superpixel (largest first) one not-yet-chosen other superpixel is
-    drawn uniformly among those whose area is within a factor ``1 + area_tolerance``
-    (else among the closest in area). Fewer are returned when too few others exist.
-
-    >>> seg = np.repeat(np.arange(6), [4, 4, 4, 4, 12, 12]).reshape(4, 10)
-    >>> sorted(random_superpixels(seg, [0], np.random.default_rng(0))) in ([1], [2], [3])
-    True
+    The global features must be built on one split and tested on another: a sample that
+    helped build them (it is among their occurrences, or its split is among the global
+    explanation's splits) tests them in-sample, which flatters them. ``in_sample`` says
+    what then happens: ``"error"`` refuses, ``"warn"`` (default) logs a warning and goes
+    on, ``"allow"`` goes on quietly; either way the result's config says so.
+    ``global_split`` defaults to the splits recorded by :class:`GlobalExplainer`
+    (``config["fit_splits"]``), ``test_split`` to the tested samples' splits.
     """
-    areas = np.bincount(np.asarray(segments).ravel())
-    gone = set(int(d) for d in deleted)
-    free = [i for i in range(len(areas)) if areas[i] > 0 and i not in gone]
-    chosen: list[int] = []
-    for d in sorted(gone, key=lambda i: (-areas[i] if i < len(areas) else 0, i)):
-        if not free:
-            break
-        a = float(areas[d]) if d < len(areas) else 1.0
-        cand = np.array(free)
-        ratio = np.maximum(areas[cand] / a, a / np.maximum(areas[cand], 1))
-        ok = cand[ratio <= 1 + area_tolerance]
-        if ok.size == 0:
-            ok = cand[ratio == ratio.min()]
-        pick = int(rng.choice(ok))
-        chosen.append(pick)
-        free.remove(pick)
-    return chosen
+    check_choice("in_sample", in_sample, IN_SAMPLE)
+    built = _splits(global_split) or _splits(global_explanations.config.get("fit_splits"))
+    tested_splits = _splits(test_split) or _splits([s.split for s in tested.values() if s is not None])
+    both = sorted(set(tested) & support_ids(global_explanations))
+    shared = sorted(set(built) & set(tested_splits))
+    info = {"global_splits": list(built), "test_splits": list(tested_splits), "in_sample": bool(both or shared),
+            "in_sample_samples": len(both), "in_sample_policy": in_sample}
+    if info["in_sample"]:
+        what = (f"{len(both)} of the {len(tested)} tested samples helped build the global features" if both else
+                f"the tested split(s) {shared} are those the global features were built on")
+        msg = (f"in-sample deletion test: {what}, so their selection is tested on its own data and the drop is "
+               "flattering; build the global explanation on another split (e.g. train) and test on val/test")
+        if in_sample == "error":
+            raise ValueError(msg + " (or pass in_sample='warn' to run it anyway)")
+        if in_sample == "warn":
+            log.warning("%s", msg)
+    return info
 
 
-def random_tokens(n_tokens: int, deleted: Sequence[int], rng: np.random.Generator) -> list[int]:
-    """``len(deleted)`` other token indices drawn uniformly (fewer if not enough exist).
-
-    >>> r = random_tokens(5, [0, 1], np.random.default_rng(0))
-    >>> len(r), set(r) <= {2, 3, 4}
-    (2, True)
-    """
-    free = np.array([j for j in range(n_tokens) if j not in set(deleted)], dtype=np.int64)
-    k = min(len(deleted), len(free))
-    return sorted(int(j) for j in rng.choice(free, size=k, replace=False)) if k else []
-
-
-# -- the test -----------------------------------------------------------------------
 @dataclass
 class _Case:
     sample_id: str
     label: str
     explanation: Explanation
     deleted: list[int]
-    random: list[list[int]]
+    held_out: bool
 
 
 def _pick_explanations(explanations: Iterable[Explanation], labels: Mapping[str, str]) -> dict[str, Explanation]:
@@ -284,13 +366,20 @@ def deletion_test(
     top_k: int = 3,
     fill: Fill = "black",
     n_repeats: int = 1,
-    area_tolerance: float = 0.5,
+    reach: float = 2.0,
     seed: int = 0,
+    global_split: str | Sequence[str] | None = None,
+    test_split: str | Sequence[str] | None = None,
+    in_sample: str = "warn",
+    embed_fn: Callable[[list[np.ndarray]], np.ndarray] | None = None,
+    radius_scale: float = 1.0,
+    ci_level: float = 0.95,
+    resamples: int = 2000,
     batch_size: int = 16,
     images: Mapping[str, np.ndarray] | None = None,
     progress: bool = True,
 ) -> DeletionRow:
-    """Accuracy with nothing, the top-``k`` global features, or random features deleted.
+    """Accuracy with nothing, the top-``k`` global features, or a random control deleted.
 
     Parameters
     ----------
@@ -298,25 +387,37 @@ def deletion_test(
         Any :class:`~prodlens.models.base.Classifier` (the model the global explanations
         are of).
     global_explanations:
-        That model's :class:`~prodlens.aggregate.results.GlobalExplanations`.
+        That model's :class:`~prodlens.aggregate.results.GlobalExplanations`, built on
+        another split than the tested one (see :func:`check_splits`).
     explanations:
         Local explanations of the test samples (their ``segments`` and ``tokens`` are
         the features deleted; with several per sample, the true class's is used).
     samples:
-        The samples (labels and photos); ``images`` may supply photos in memory. A photo
-        that cannot be read is skipped (``row.skipped`` names it); the rest are scored.
+        The samples (labels, splits and photos); ``images`` may supply photos in memory. A
+        photo that cannot be read is skipped (``row.skipped`` names it); the rest are scored.
     modality:
         ``"image"`` or ``"text"``.
     top_k:
         How many global features per class to delete (paper: 3).
     fill:
-        What a deleted superpixel becomes: ``"black"`` (paper), ``"mean"``, ``"blur"`` or an RGB tuple.
+        What deleted pixels become: ``"black"`` (paper), ``"mean"``, ``"blur"`` or an RGB tuple.
     n_repeats:
-        Random deletions per sample; the random accuracy is their mean (std reported).
-    area_tolerance:
-        A random superpixel's area may differ by this factor from the one it replaces (0.5: within 1.5x).
+        Random controls per sample; a sample's random outcome is the mean over them.
+    reach:
+        Image control: each deleted superpixel's shape moves by at most ``reach`` times
+        its bounding box (see :mod:`~prodlens.aggregate.controls`).
     seed:
         One seed for the whole run; each sample's draw depends only on (seed, sample id, repeat).
+    global_split, test_split, in_sample:
+        The splits the global features were built on / are tested on (defaults: as
+        recorded, and the samples' own), and what to do when they overlap: ``"warn"``,
+        ``"error"`` or ``"allow"`` (:func:`check_splits`).
+    embed_fn, radius_scale:
+        Held-out image samples: the embedding the clusters were built with (default the
+        classifier's ``encode_images``) and the radius factor of
+        :class:`~prodlens.aggregate.membership.ImageMatcher`.
+    ci_level, resamples:
+        The paired bootstrap intervals on the accuracy drops (:mod:`~prodlens.aggregate.paired`).
 
     >>> class Toy:  # predicts "a" when the token OATLY is present
     ...     classes = ["a", "b"]
@@ -325,19 +426,24 @@ def deletion_test(
     >>> from prodlens.aggregate import GlobalExplainer
     >>> toks = (OcrToken("OATLY", (0, 0, 1, 1)), OcrToken("MILK", (0, 0, 1, 1)))
     >>> ex = [Explanation(f"s{i}", 0, "a", np.array([0.0, 0.6, 0.1]), 0.0, 0.9, 0.9,
-    ...                   np.zeros((2, 2), int), toks, 1) for i in range(3)]
-    >>> g = GlobalExplainer(modalities=("text",), progress=False).fit(ex).global_
-    >>> imgs = {f"s{i}": np.zeros((2, 2, 3), np.uint8) for i in range(3)}
-    >>> r = deletion_test(Toy(), g, ex, images=imgs, modality="text", top_k=1, progress=False)
+    ...                   np.zeros((2, 2), int), toks, 1) for i in range(6)]
+    >>> g = GlobalExplainer(modalities=("text",), progress=False).fit(ex[:3]).global_
+    >>> imgs = {f"s{i}": np.zeros((2, 2, 3), np.uint8) for i in range(6)}
+    >>> r = deletion_test(Toy(), g, ex[3:], images=imgs, modality="text", top_k=1, progress=False)
     >>> r.samples, r.no_deletion_accuracy, r.top_deletion_accuracy, r.random_deletion_accuracy
     (3, 1.0, 0.0, 1.0)
+    >>> r.top_drop.estimate, r.config["in_sample"]
+    (1.0, False)
     """
     check_choice("modality", modality, MODALITIES)
     check_int("top_k", top_k, 1)
     check_int("n_repeats", n_repeats, 1)
-    check_float("area_tolerance", area_tolerance, 0.0)
+    check_float("reach", reach, 0.0)
     check_int("batch_size", batch_size, 1)
     check_int("seed", seed, 0)
+    check_float("radius_scale", radius_scale, 0.0)
+    check_float("ci_level", ci_level, 0.0, 1.0)
+    check_int("resamples", resamples, 1)
     if isinstance(fill, str):
         fill_image(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32), fill)  # validates the name
     if not hasattr(classifier, "predict_proba"):
@@ -354,49 +460,40 @@ def deletion_test(
     if missing_labels:
         log.warning("%d samples have no label in samples=; using their explanation's class instead (e.g. %r)",
                     len(missing_labels), missing_labels[0])
+    splits = check_splits(global_explanations, {sid: by_id.get(sid) for sid in chosen}, global_split=global_split,
+                          test_split=test_split, in_sample=in_sample)
     source = ImageSource(by_id, images)
-
-    cases: list[_Case] = []
-    matchers: dict[str, WordMatcher] = {}
-    for sid in sorted(chosen):
-        e = chosen[sid]
-        label = labels.get(sid, e.target_name)
-        top = global_explanations.top(label, modality, top_k)
-        if not top:
-            continue
-        if modality == "image":
-            deleted = [i for i in image_targets(top, sid) if i < e.n_superpixels]
-            rnd = [random_superpixels(e.segments, deleted, _sample_rng(seed, sid, r), area_tolerance) for r in range(n_repeats)] if deleted else []
-        else:
-            if label not in matchers:
-                matchers[label] = WordMatcher(top, global_explanations.config)
-            deleted = [j for j, t in enumerate(e.tokens) if matchers[label](t)]
-            rnd = [random_tokens(len(e.tokens), deleted, _sample_rng(seed, sid, r)) for r in range(n_repeats)] if deleted else []
-        if deleted:
-            cases.append(_Case(sid, label, e, deleted, rnd))
-    log.info("%s/%s deletion test: %d of %d samples contain a top-%d global feature",
-             model, modality, len(cases), len(chosen), top_k)
+    cases = _cases(chosen, labels, global_explanations, modality, top_k, source,
+                   embed_fn or getattr(classifier, "encode_images", None), radius_scale)
+    log.info("%s/%s deletion test: %d of %d samples contain a top-%d global feature (%d held out)",
+             model, modality, len(cases), len(chosen), top_k, sum(c.held_out for c in cases))
     config = {"top_k": top_k, "fill": fill if isinstance(fill, str) else list(fill), "n_repeats": n_repeats,
-              "area_tolerance": area_tolerance, "seed": seed, "explained_samples": len(chosen)}
+              "reach": reach, "seed": seed, "explained_samples": len(chosen), **splits,
+              "control": CONTROLS[modality], "radius_scale": radius_scale,
+              "ci": {"level": ci_level, "method": METHOD, "resamples": resamples}}
     if not cases:
         return DeletionRow(model, modality, 0, float("nan"), float("nan"), float("nan"), config=config)
 
-    results: list[np.ndarray] = []
-    scored: list[_Case] = []
+    g_cfg = global_explanations.config
+    case_, min_len = g_cfg.get("word_case", "upper"), int(g_cfg.get("min_word_length", 2))
+    scored: list[list[bool]] = []
+    outcomes: list[SampleOutcome] = []
     step = max(1, batch_size // (2 + n_repeats))
     with tqdm(total=len(cases), desc=f"deletion {model}/{modality}", disable=not progress) as bar:
         for start in range(0, len(cases), step):
             chunk = []
             imgs: list[np.ndarray] = []
             toks: list[list[OcrToken]] = []
+            facts: list[dict] = []
             for c in cases[start : start + step]:
                 image = source.load(c.sample_id)
                 if image is None:
                     continue
+                inputs, fact = _variants(c, image, modality, fill, n_repeats, seed, reach, case_, min_len)
                 chunk.append(c)
-                for i, ims, ts in _variants(c, image, modality, fill):
-                    imgs.append(ims)
-                    toks.append(ts)
+                imgs += [im for im, _ in inputs]
+                toks += [ts for _, ts in inputs]
+                facts.append(fact)
             bar.update(min(step, len(cases) - start))
             if not chunk:
                 continue
@@ -404,48 +501,116 @@ def deletion_test(
             if proba.shape != (len(imgs), len(classes)):
                 raise ValueError(f"predict_proba returned shape {proba.shape}; expected {(len(imgs), len(classes))}")
             pred = proba.argmax(1).reshape(len(chunk), 2 + n_repeats)
-            results += [np.array([classes[p] == c.label for p in pred[k]]) for k, c in enumerate(chunk)]
-            scored += chunk
+            for k, (c, fact) in enumerate(zip(chunk, facts)):
+                ok = [classes[p] == c.label for p in pred[k]]
+                scored.append(ok)
+                outcomes.append(SampleOutcome(c.sample_id, c.label, ok[0], ok[1], float(np.mean(ok[2:])),
+                                              len(c.deleted), held_out=c.held_out, **fact))
     skipped = tuple(source.skipped)
-    if not scored:
+    if not outcomes:
         return DeletionRow(model, modality, 0, float("nan"), float("nan"), float("nan"), config=config, skipped=skipped)
-    cases, correct = scored, np.stack(results)
-    rand = correct[:, 2:].mean(0)
-    return DeletionRow(
-        model=model,
-        modality=modality,
-        samples=len(cases),
-        no_deletion_accuracy=float(correct[:, 0].mean()),
-        top_deletion_accuracy=float(correct[:, 1].mean()),
-        random_deletion_accuracy=float(rand.mean()),
-        random_deletion_std=float(rand.std()) if n_repeats > 1 else 0.0,
-        mean_deleted=float(np.mean([len(c.deleted) for c in cases])),
-        sample_ids=tuple(c.sample_id for c in cases),
-        config=config,
-        skipped=skipped,
-    )
+    row = _row(model, modality, np.array(scored, dtype=bool), outcomes, config, ci_level, resamples, seed)
+    return replace(row, skipped=skipped)
 
 
-def _variants(c: _Case, image: np.ndarray, modality: str, fill: Fill):
-    """(index, image, tokens) for: original, top deleted, each random deletion."""
+#: How each modality's random control is drawn (stored in the result's config).
+CONTROLS = {
+    "image": "each deleted superpixel's shape moved by a random offset of up to reach x its size, inside the "
+             "photo and off the top region where possible (same pixels, near the top feature)",
+    "text": "as many other real words (tokens that survive the word groups' normalisation) as the top deletion "
+            "removed; all of them when fewer exist (counted as short)",
+}
+
+
+def _cases(chosen: Mapping[str, Explanation], labels: Mapping[str, str], g: GlobalExplanations, modality: str,
+           top_k: int, source: ImageSource, embed_fn: Callable | None, radius_scale: float) -> list[_Case]:
+    """The samples that contain one of their class's top-k global features, with those features."""
+    cases: list[_Case] = []
+    matchers: dict[str, WordMatcher] = {}
+    members = support_ids(g)
+    image_matcher: ImageMatcher | None = None
+    for sid in sorted(chosen):
+        e = chosen[sid]
+        label = labels.get(sid, e.target_name)
+        top = g.top(label, modality, top_k)
+        if not top:
+            continue
+        held_out = sid not in members
+        if modality == "text":
+            if label not in matchers:
+                matchers[label] = WordMatcher(top, g.config)
+            deleted = [j for j, t in enumerate(e.tokens) if matchers[label](t)]
+        elif not held_out:
+            deleted = [i for i in image_targets(top, sid) if i < e.n_superpixels]
+        else:
+            if image_matcher is None:
+                if not callable(embed_fn):
+                    raise ValueError(
+                        "held-out image samples are matched to the clusters by embedding their superpixels: pass "
+                        "embed_fn= (the classifier's encode_images), or a classifier that has encode_images"
+                    )
+                image_matcher = ImageMatcher(embed_fn, g.config, radius_scale)
+            photo = source.load(sid)  # an unreadable photo is recorded in source.skipped, not raised
+            if photo is None:
+                continue
+            deleted = image_matcher(e, photo, top)
+        if deleted:
+            cases.append(_Case(sid, label, e, deleted, held_out))
+    return cases
+
+
+def _variants(c: _Case, image: np.ndarray, modality: str, fill: Fill, n_repeats: int, seed: int, reach: float,
+              case: str, min_length: int) -> tuple[list[tuple[np.ndarray, list[OcrToken]]], dict]:
+    """The inputs (original, top deleted, each random control) and facts about the controls."""
     tokens = list(c.explanation.tokens)
+    rngs = [_sample_rng(seed, c.sample_id, r) for r in range(n_repeats)]
     if modality == "text":
-        yield 0, image, tokens
-        yield 1, image, [t for j, t in enumerate(tokens) if j not in set(c.deleted)]
-        for r, rnd in enumerate(c.random):
-            yield 2 + r, image, [t for j, t in enumerate(tokens) if j not in set(rnd)]
-        return
+        def without(ids: Sequence[int]) -> list[OcrToken]:
+            return [t for j, t in enumerate(tokens) if j not in set(ids)]
+
+        rnd = [random_words(tokens, c.deleted, rng, case, min_length) for rng in rngs]
+        inputs = [(image, tokens), (image, without(c.deleted))] + [(image, without(r)) for r in rnd]
+        return inputs, {"random_deleted": float(np.mean([len(r) for r in rnd])),
+                        "short": any(len(r) < len(c.deleted) for r in rnd)}
     seg = match_segments(c.explanation.segments, image.shape)
     background = fill_image(image, seg, fill)
 
-    def paint(ids: Sequence[int]) -> np.ndarray:
-        mask = np.isin(seg, np.asarray(ids, dtype=seg.dtype))
+    def paint(mask: np.ndarray) -> np.ndarray:
         return np.where(mask[..., None], background, image)
 
-    yield 0, image, tokens
-    yield 1, paint(c.deleted), tokens
-    for r, rnd in enumerate(c.random):
-        yield 2 + r, paint(rnd), tokens
+    regions = [random_region(seg, c.deleted, rng, reach) for rng in rngs]
+    top = np.isin(seg, np.asarray(c.deleted, dtype=seg.dtype))
+    inputs = [(image, tokens), (paint(top), tokens)] + [(paint(r.mask), tokens) for r in regions]
+    pixels = int(top.sum())
+    return inputs, {"deleted_pixels": pixels, "random_deleted": float(np.mean([r.mask.sum() for r in regions])),
+                    "random_overlap": float(np.mean([r.overlap for r in regions])) / max(pixels, 1),
+                    "short": False}
+
+
+def _row(model: str, modality: str, correct: np.ndarray, outcomes: list[SampleOutcome], config: dict,
+         level: float, resamples: int, seed: int) -> DeletionRow:
+    none, top, rand = correct[:, 0].astype(float), correct[:, 1].astype(float), correct[:, 2:].mean(1)
+    def ci(d: np.ndarray) -> Interval:
+        return paired_bootstrap(d, level=level, resamples=resamples, seed=seed)
+
+    per_repeat = correct[:, 2:].mean(0)
+    config = {**config, "random_short_samples": sum(o.short for o in outcomes)}
+    return DeletionRow(
+        model=model,
+        modality=modality,
+        samples=len(outcomes),
+        no_deletion_accuracy=float(none.mean()),
+        top_deletion_accuracy=float(top.mean()),
+        random_deletion_accuracy=float(rand.mean()),
+        random_deletion_std=float(per_repeat.std()) if correct.shape[1] > 3 else 0.0,
+        mean_deleted=float(np.mean([o.deleted for o in outcomes])),
+        sample_ids=tuple(o.sample_id for o in outcomes),
+        config=config,
+        top_drop=ci(none - top),
+        random_drop=ci(none - rand),
+        top_minus_random=ci(rand - top),
+        per_sample=tuple(outcomes),
+    )
 
 
 def deletion_table(

@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -310,7 +312,10 @@ class GlobalExplainer:
             )
             for c, es in by_class.items()
         }
-        self.global_ = GlobalExplanations(classes, self.get_config())
+        splits = Counter(s.split for s in index_samples(samples).values()
+                         if s.id in {e.sample_id for es in by_class.values() for e in es})
+        fitted = {"fit_samples": len({e.sample_id for es in by_class.values() for e in es}), "fit_splits": sorted(splits)}
+        self.global_ = GlobalExplanations(classes, {**self.get_config(), **fitted})
         self.skipped_ = tuple(source.skipped)
         return self
 
@@ -374,9 +379,11 @@ class GlobalExplainer:
         for lab, sc in scores.items():
             members = np.flatnonzero(labels == lab)
             rep = int(members[medoid(x[members], self.metric)])
+            centre = x[members].mean(0)
             feats.append(GlobalFeature(
                 c, "image", f"image:{lab}", -1, sc.importance, sc.support, sc.occurrences,
                 occ[rep], tuple(occ[i] for i in members),
+                centroid=tuple(centre.tolist()), radius=float(np.linalg.norm(x[members] - centre, axis=1).max()),
             ))
         noise = tuple(o for o, lab in zip(occ, labels) if lab < 0)
         log.info("class %r: %d superpixels -> %d clusters, %d noise", c, len(occ), len(feats), len(noise))
@@ -404,11 +411,7 @@ class GlobalExplainer:
         kept.sort(key=lambda f: (-f.importance, -f.support, f.id))
         if self.max_features is not None:
             kept = kept[: self.max_features]
-        return tuple(
-            GlobalFeature(f.class_name, f.modality, f.id, r, f.importance, f.support, f.count,
-                          f.representative, f.occurrences, f.text, f.variants)
-            for r, f in enumerate(kept)
-        )
+        return tuple(replace(f, rank=r) for r, f in enumerate(kept))
 
 
 def global_explanations(

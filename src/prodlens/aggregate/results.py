@@ -88,7 +88,10 @@ class GlobalFeature:
 
     ``rank`` is 0-based within class and modality (0 = most important by NormLIME).
     ``representative`` is the occurrence at the cluster's medoid (image) or an
-    occurrence of the most common spelling, ``text`` (text).
+    occurrence of the most common spelling, ``text`` (text). An image cluster also
+    keeps its ``centroid`` (mean member embedding, as clustered) and ``radius`` (largest
+    member distance to it), so that superpixels of held-out photos can be matched to it
+    (:class:`~prodlens.aggregate.deletion.ImageMatcher`).
 
     >>> occ = FeatureOccurrence("s1", "c", "text", 0, 5, 0.4, 0.16, text="OATLY", raw_text="OATLY")
     >>> f = GlobalFeature("c", "text", "text:OATLY", 0, 0.16, 1, 1, occ, (occ,), "OATLY", {"OATLY": 1})
@@ -107,6 +110,8 @@ class GlobalFeature:
     occurrences: tuple[FeatureOccurrence, ...] = ()
     text: str | None = None  #: most common spelling (text)
     variants: dict[str, int] = field(default_factory=dict)  #: spelling -> count (text)
+    centroid: tuple[float, ...] = field(default=(), compare=False, repr=False)  #: mean member embedding (image)
+    radius: float | None = None  #: largest member distance to ``centroid`` (image)
 
     @property
     def sample_ids(self) -> tuple[str, ...]:
@@ -140,7 +145,7 @@ class GlobalFeature:
         return d
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "class_name": self.class_name,
             "modality": self.modality,
             "id": self.id,
@@ -153,6 +158,10 @@ class GlobalFeature:
             "representative": self.representative.to_dict(),
             "occurrences": [o.to_dict() for o in self.occurrences],
         }
+        if self.centroid:
+            d["centroid"] = [round(float(v), 6) for v in self.centroid]
+            d["radius"] = None if self.radius is None else float(self.radius)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> GlobalFeature:
@@ -168,6 +177,8 @@ class GlobalFeature:
             occurrences=tuple(FeatureOccurrence.from_dict(o) for o in d.get("occurrences", [])),
             text=d.get("text"),
             variants={str(k): int(v) for k, v in (d.get("variants") or {}).items()},
+            centroid=tuple(float(v) for v in d.get("centroid") or ()),
+            radius=None if d.get("radius") is None else float(d["radius"]),
         )
 
 

@@ -135,6 +135,22 @@ class DeletionView:
     points: list[dict] = field(default_factory=list)  #: {"step", "accuracy", "curve"}
 
 
+def _paired_note(config: dict) -> str:
+    """`` (top - random +0.21 [0.05, 0.38], train → val)`` for a global-vs-random deletion
+    result with paired intervals (stored by ``DeletionRow.as_steps``), else ``""``.
+
+    >>> _paired_note({"intervals": {"top_minus_random": {"estimate": 0.2, "low": 0.05, "high": 0.4}},
+    ...               "global_splits": ["train"], "test_splits": ["val"], "in_sample": False})
+    ' (top − random +0.20 [+0.05, +0.40], train → val)'
+    """
+    iv = (config.get("intervals") or {}).get("top_minus_random")
+    if not iv:
+        return ""
+    splits = f"{'/'.join(config.get('global_splits') or ['?'])} → {'/'.join(config.get('test_splits') or ['?'])}"
+    flag = ", in-sample" if config.get("in_sample") else ""
+    return f" (top − random {iv['estimate']:+.2f} [{iv['low']:+.2f}, {iv['high']:+.2f}], {splits}{flag})"
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -523,7 +539,8 @@ class Explorer(MatchViews, QualityViews):
             for d in results for s, a in zip(d.steps, d.accuracies, strict=True)
         ]
         summary = "; ".join(
-            f"{d.model} / {d.modality}: {d.accuracies[0]:.2f} → {d.accuracies[-1]:.2f}" for d in results
+            f"{d.model} / {d.modality}: {d.accuracies[0]:.2f} → {d.accuracies[-1]:.2f}{_paired_note(d.config)}"
+            for d in results
         )
         return DeletionView(f"Accuracy as top features are removed — {summary}", points)
 

@@ -38,12 +38,26 @@ def _crop_size(classifier: Any, given: int | None) -> int | None:
     return int(size) if size else 224
 
 
+def _of_split(explanations: list, ds, split: str | None) -> list:
+    """The explanations of samples in ``split`` (all when ``split`` is None)."""
+    if split is None:
+        return explanations
+    if ds is None:
+        raise ProdlensError("--split needs --data DATASET (the splits are in its manifest)")
+    ids = {s.id for s in ds.samples if s.split == split}
+    kept = [e for e in explanations if e.sample_id in ids]
+    if not kept:
+        raise ProdlensError(f"no explanation of a {split!r} sample in the given explanations")
+    return kept
+
+
 def _global(args: argparse.Namespace) -> int:
     from prodlens.aggregate import GlobalExplainer, load_explanations, write_json
     from prodlens.data.manifest import read_dataset
 
     explanations = load_explanations(args.explanations, which=args.which)
     ds = read_dataset(args.data) if args.data else None
+    explanations = _of_split(explanations, ds, args.split)
     modalities = tuple(args.modality)
     embed_fn, crop_size = None, args.crop_size
     if "image" in modalities:
@@ -99,8 +113,8 @@ def _deletion(args: argparse.Namespace) -> int:
     from prodlens.data.manifest import read_dataset
 
     g = read_global(args.global_json)
-    explanations = load_explanations(args.explanations, which="all")
     ds = read_dataset(args.data)
+    explanations = _of_split(load_explanations(args.explanations, which="all"), ds, args.split)
     clf = _load_classifier(args.model)
     name = args.name or Path(args.model).stem
     rows = []
@@ -108,7 +122,8 @@ def _deletion(args: argparse.Namespace) -> int:
         for m in args.modality:
             rows.append(deletion_test(
                 clf, g, explanations, ds.samples, modality=m, model=name, top_k=args.top_k,
-                fill=args.fill, n_repeats=args.repeats, seed=args.seed, progress=not args.no_progress,
+                fill=args.fill, n_repeats=args.repeats, seed=args.seed, global_split=args.global_split,
+                in_sample=args.in_sample, radius_scale=args.radius_scale, progress=not args.no_progress,
             ))
     except ValueError as e:
         raise ProdlensError(str(e)) from None
@@ -163,14 +178,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--word-threshold", type=_unit, default=0.75, help="spelling similarity to group words (default 0.75)")
     p.add_argument("--word-scorer", choices=("levenshtein", "indel"), default="levenshtein",
                    help="levenshtein: 1-d/max(len); indel: fuzz.ratio/100 (default levenshtein)")
+    p.add_argument("--split", choices=("train", "val", "test"), default=None,
+                   help="build on the explanations of this split only (needs --data; the deletion test then uses another)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_global)
 
     d = add_parser(
         sub, "deletion",
-        "Deletion test: accuracy with nothing, the top-k global features, or as many random features deleted.",
-        "prodlens deletion runs/concat/global.json runs/concat/explanations --data work/grocery "
-        "--model runs/concat.pt --name concat -o deletion.json --append", skips=True,
+        "Deletion test: accuracy with nothing, the top-k global features, or a random control of the same size "
+        "deleted, with paired 95% intervals; the global features should be built on another split.",
+        "prodlens deletion runs/concat/global_train.json runs/concat/explanations --data work/grocery "
+        "--split val --model runs/concat.pt --name concat -o deletion.json --append", skips=True,
     )
     d.add_argument("global_json", help="global explanations written by prodlens global")
     d.add_argument("explanations", help="folder of explanation .json/.jsonl files (or one file)")
@@ -184,5 +202,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--fill", default="black", choices=("black", "mean", "blur"), help="deleted superpixels become (default black)")
     d.add_argument("--repeats", type=_pos, default=1, help="random deletions per sample (default 1)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random deletions (default 0)")
+    d.add_argument("--split", choices=("train", "val", "test"), default=None,
+                   help="test only the samples of this split (default: every explained sample)")
+    d.add_argument("--global-split", default=None,
+                   help="split the global features were built on (default: as recorded by prodlens global)")
+    d.add_argument("--in-sample", choices=("warn", "error", "allow"), default="warn",
+                   help="when tested samples helped build the global features: warn (default), error, allow")
+    d.add_argument("--radius-scale", type=float, default=1.0,
+                   help="held-out photos: a superpixel joins a cluster within this times its radius (default 1)")
     d.add_argument("--no-progress", action="store_true", help="hide progress bars")
     d.set_defaults(func=_deletion)

@@ -10,6 +10,7 @@ from prodlens.data.vision_json import attach_vision_json
 from prodlens.errors import BadInputError
 from prodlens.ocr.rapid import MAX_SIDE, RapidOcrEngine
 from prodlens.ocr.runner import DEFAULT_MIN_SCORE, run_ocr
+from prodlens.ocr.scripts import PRESETS, ScriptFilter, filter_dataset
 
 
 def _read(args: argparse.Namespace) -> Dataset:
@@ -31,7 +32,7 @@ def _ocr(args: argparse.Namespace) -> int:
     engine = RapidOcrEngine(upscale=args.upscale, threads=args.threads, max_side=args.max_side)
     ds, report = run_ocr(
         ds, engine, cache_dir=args.cache_dir, workers=args.workers, min_score=args.min_score,
-        progress=not args.no_progress,
+        script_filter=args.scripts, progress=not args.no_progress,
     )
     path = write_dataset(ds, args.out or ds.root or args.dataset)
     print(report.summary())
@@ -42,8 +43,10 @@ def _ocr(args: argparse.Namespace) -> int:
 def _import_vision(args: argparse.Namespace) -> int:
     ds = _read(args)
     ds, report = attach_vision_json(ds, args.json_dir, progress=not args.no_progress)
+    ds, filtered = filter_dataset(ds, args.scripts)
     path = write_dataset(ds, args.out or ds.root or args.dataset)
     print(report.summary())
+    print(f"  {filtered.summary()}")
     print(f"wrote {path}")
     return 0
 
@@ -69,6 +72,21 @@ def _score(text: str) -> float:
     return value
 
 
+def _preset(text: str) -> str:
+    try:
+        ScriptFilter.from_preset(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+_SCRIPTS_HELP = (
+    "drop OCR tokens whose characters are mostly outside these scripts: a preset "
+    f"({', '.join(PRESETS)}) or a comma-separated list; 'all' keeps everything "
+    "(default: the dataset's language in classes.json, else all)"
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(
         sub, "ocr",
@@ -87,6 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="OCR cache root (default $PRODLENS_CACHE/ocr or ~/.cache/prodlens/ocr)")
     p.add_argument("--min-score", type=_score, default=DEFAULT_MIN_SCORE,
                    help=f"drop lines read with lower confidence (default {DEFAULT_MIN_SCORE})")
+    p.add_argument("--scripts", type=_preset, default=None, metavar="PRESET", help=_SCRIPTS_HELP)
     p.add_argument("--out", default=None, help="write the dataset here instead of updating it in place")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_ocr)
@@ -98,6 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dataset", help="dataset folder (with manifest.jsonl)")
     p.add_argument("json_dir", help="folder of Vision API JSON responses, e.g. photo_001.json for photo_001.jpg")
+    p.add_argument("--scripts", type=_preset, default=None, metavar="PRESET", help=_SCRIPTS_HELP)
     p.add_argument("--out", default=None, help="write the dataset here instead of updating it in place")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_import_vision)

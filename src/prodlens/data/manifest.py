@@ -13,8 +13,10 @@
 * ``box`` is ``[x0, y0, x1, y1]`` in pixels of the original image; ``quad`` is optional.
 
 ``classes.json`` is ``{"classes": [{"name": ..., "index": 0, "coarse": ...,
-"iconic_image": ..., "description": ...}, ...]}``; when it is missing the class list
-is the sorted set of labels.
+"iconic_image": ..., "description": ...}, ...], "language": "sv"}``; when it is missing
+the class list is the sorted set of labels. The optional ``language`` (a preset of
+:mod:`prodlens.ocr.scripts`, e.g. ``"sv"`` or ``"latin"``) says which scripts can occur
+on the products; OCR drops tokens in other scripts by default.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Dataset:
     classes: ClassList
     root: Path | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    language: str | None = None  #: script preset of the packaging text (``classes.json``); ``None``: unknown
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -101,7 +104,10 @@ def write_dataset(ds: Dataset, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_write(folder / CLASSES) as f:
-        json.dump({"classes": [_class_to_dict(c, folder) for c in ds.classes]}, f, indent=1, ensure_ascii=False)
+        meta: dict = {"classes": [_class_to_dict(c, folder) for c in ds.classes]}
+        if ds.language:
+            meta["language"] = ds.language
+        json.dump(meta, f, indent=1, ensure_ascii=False)
     with atomic_write(folder / MANIFEST) as f:
         for s in ds.samples:
             f.write(json.dumps(_sample_to_dict(s, folder), ensure_ascii=False) + "\n")
@@ -161,10 +167,12 @@ def read_dataset(folder: str | Path, *, strict: bool = False) -> Dataset:
                     raise
                 skipped.append((where, str(e)))
     classes_file = folder / CLASSES
+    language = None
     if classes_file.is_file():
         try:
             data = json.loads(classes_file.read_text(encoding="utf-8"))
             classes = ClassList(ClassInfo.from_dict(c) for c in data["classes"])
+            language = data.get("language") or None
             classes = ClassList(
                 replace(c, iconic_image=folder / c.iconic_image) if c.iconic_image else c for c in classes
             )
@@ -191,4 +199,4 @@ def read_dataset(folder: str | Path, *, strict: bool = False) -> Dataset:
                 skipped.append((str(s.image_path), str(e)))
                 continue
         kept.append(s)
-    return Dataset(kept, classes, folder, skipped)
+    return Dataset(kept, classes, folder, skipped, language)

@@ -14,7 +14,7 @@ def dataset_summary(ds: Dataset, max_classes: int = 12) -> str:
     >>> print(dataset_summary(Dataset([], ClassList.from_names(["a"]))))
     0 samples, 1 classes
     """
-    lines = [f"{len(ds)} samples, {len(ds.classes)} classes"]
+    lines = [f"{len(ds)} samples, {len(ds.classes)} classes" + (f", language {ds.language}" if ds.language else "")]
     splits = Counter(s.split for s in ds.samples)
     if splits:
         lines.append("splits: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())))

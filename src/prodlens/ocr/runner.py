@@ -2,7 +2,8 @@
 
 For each sample: hash the image file, take the raw lines from the
 :class:`~prodlens.ocr.cache.OcrCache` or run the engine (and cache the result), then
-split lines into word tokens. Unreadable images are skipped and reported, never fatal.
+split lines into word tokens and drop those in scripts that cannot occur on the
+product (:mod:`prodlens.ocr.scripts`; after the cache, so the cache stays raw). Unreadable images are skipped and reported, never fatal.
 Cache entries are written atomically, so an interrupted run (Ctrl-C) loses at most the
 images in flight and simply resumes when started again.
 """
@@ -30,6 +31,7 @@ from prodlens.data.types import OcrToken
 from prodlens.errors import BadInputError, record_skip, skip_lines
 from prodlens.ocr.base import Line, OcrEngine, ThreadLimitable, validate_lines
 from prodlens.ocr.cache import OcrCache, file_sha256
+from prodlens.ocr.scripts import ScriptFilter, ScriptFilterReport, resolve_filter
 from prodlens.ocr.words import lines_to_words
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class OcrReport:
     no_text: int
     engine_seconds: float
     wall_seconds: float
+    scripts: ScriptFilterReport | None = None  #: tokens the script filter dropped (``None``: not filtered)
 
     @property
     def read(self) -> int:
@@ -112,6 +115,8 @@ class OcrReport:
         if self.computed:
             body += f", {self.seconds_per_image:.2f} s per computed image"
         out = [head, body]
+        if self.scripts is not None:
+            out.append(f"  {self.scripts.summary()}")
         return "\n".join(out + skip_lines(self.skipped))
 
 
@@ -201,6 +206,7 @@ def run_ocr(
     use_cache: bool = True,
     workers: int = 1,
     min_score: float = DEFAULT_MIN_SCORE,
+    script_filter: ScriptFilter | str | None = None,
     progress: bool = True,
 ) -> OcrRun:
     """OCR every sample of ``dataset``; return a new dataset whose samples carry ``ocr_tokens``.
@@ -216,6 +222,10 @@ def run_ocr(
             onnxruntime threads capped at ``cores // workers`` when it supports that.
         min_score: lines with a lower engine confidence are dropped (cached lines are
             kept raw, so changing this never needs OCR again).
+        script_filter: a :class:`~prodlens.ocr.scripts.ScriptFilter` or preset name
+            (``"sv"``, ``"latin"``, ``"all"``, ...) applied to the words after the cache;
+            ``None`` uses ``dataset.language``, else keeps everything. ``report.scripts``
+            counts what it dropped.
         progress: show a tqdm progress bar.
 
     Images that cannot be read (missing, corrupt, too large) are skipped: the sample is
@@ -235,6 +245,7 @@ def run_ocr(
     1
     """
     _check_args(workers, min_score)
+    scripts = resolve_filter(script_filter, dataset)
     if engine is None:
         from prodlens.ocr.rapid import RapidOcrEngine
 
@@ -294,9 +305,11 @@ def run_ocr(
         bar.close()
 
     words = n_lines = no_text = 0
-    for idx, lines in raw.items():
+    filtered = ScriptFilterReport(scripts.preset)
+    for idx, lines in sorted(raw.items()):
         kept = [ln for ln in lines if ln["score"] >= min_score]
-        tokens: list[OcrToken] = lines_to_words(kept)
+        tokens, dropped = scripts.apply(lines_to_words(kept))
+        filtered = filtered + dropped
         samples[idx] = samples[idx].with_tokens(tokens)
         words += len(tokens)
         n_lines += len(kept)
@@ -312,6 +325,7 @@ def run_ocr(
         no_text=no_text,
         engine_seconds=engine_seconds,
         wall_seconds=time.perf_counter() - start,
+        scripts=filtered,
     )
     log.info("%s", report.summary())
     return OcrRun(replace(dataset, samples=samples), report)
@@ -333,8 +347,10 @@ def ocr_image(
     *,
     cache_dir: str | Path | None = None,
     min_score: float = DEFAULT_MIN_SCORE,
+    script_filter: ScriptFilter | str | None = None,
 ) -> list[OcrToken]:
-    """Word tokens of one image file, through the same cache as :func:`run_ocr`.
+    """Word tokens of one image file, through the same cache as :func:`run_ocr`
+    (``script_filter``: as there; ``None`` keeps every token).
 
     Raises :class:`~prodlens.errors.BadInputError` when the image cannot be read.
 
@@ -361,4 +377,4 @@ def ocr_image(
     if lines is None:
         lines, seconds = _compute(engine, path)
         cache.put(sha, lines, seconds)
-    return lines_to_words(lines, min_score=min_score)
+    return resolve_filter(script_filter).apply(lines_to_words(lines, min_score=min_score))[0]

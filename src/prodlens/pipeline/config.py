@@ -68,13 +68,23 @@ class DataConfig:
 @dataclass(frozen=True)
 class OcrConfig:
     """OCR: ``engine`` ``"rapidocr"`` (offline, cached by image hash) or ``"none"`` (keep
-    the tokens the manifest already has, e.g. from an imported Vision JSON)."""
+    the tokens the manifest already has, e.g. from an imported Vision JSON). ``scripts``
+    drops tokens in other scripts (:mod:`prodlens.ocr.scripts` preset, e.g. ``"sv"``,
+    ``"latin"``, ``"all"``); empty: the dataset's ``language``, else keep all."""
 
     engine: str = "rapidocr"
     min_score: float = 0.5
     workers: int = 1
+    scripts: str = ""
 
     def __post_init__(self) -> None:
+        if self.scripts:
+            from prodlens.ocr.scripts import ScriptFilter
+
+            try:
+                ScriptFilter.from_preset(self.scripts)
+            except ValueError as e:
+                _fail("ocr", f"scripts: {e}")
         _check("ocr", self.engine in ("rapidocr", "none"), "engine", "'rapidocr' or 'none'", self.engine)
         _check("ocr", 0.0 <= self.min_score <= 1.0, "min_score", "between 0 and 1", self.min_score)
         _check("ocr", self.workers >= 1, "workers", "an int >= 1", self.workers)
@@ -170,19 +180,24 @@ class GlobalConfig:
 
 @dataclass(frozen=True)
 class DeletionConfig:
-    """The deletion test (:func:`~prodlens.aggregate.deletion_test`); needs the global stage."""
+    """The deletion test (:func:`~prodlens.aggregate.deletion_test`); needs the global stage.
+    ``in_sample``: what to do when the tested photos are those the global features were
+    built on (``"warn"``, ``"error"`` or ``"allow"``); the result states the splits."""
 
     enabled: bool = True
     modalities: list[str] = field(default_factory=lambda: ["image", "text"])
     top_k: int = 3
     fill: str = "black"
     repeats: int = 1
+    in_sample: str = "warn"
 
     def __post_init__(self) -> None:
         _check_modalities("deletion", self.modalities)
         _check("deletion", self.top_k >= 1, "top_k", "an int >= 1", self.top_k)
         _check("deletion", self.fill in ("mean", "black", "blur"), "fill", "'mean', 'black' or 'blur'", self.fill)
         _check("deletion", self.repeats >= 1, "repeats", "an int >= 1", self.repeats)
+        _check("deletion", self.in_sample in ("warn", "error", "allow"), "in_sample", "'warn', 'error' or 'allow'",
+               self.in_sample)
 
 
 @dataclass(frozen=True)

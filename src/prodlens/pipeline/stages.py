@@ -196,12 +196,14 @@ def stage_ocr(ctx: Context) -> StageReport:
     ds = _load_dataset(cfg)
     done = skipped = 0
     failed: tuple[tuple[str, str], ...] = ()
+    scripts: dict = {}
     if cfg.ocr.engine == "rapidocr":
         from prodlens.ocr.rapid import RapidOcrEngine
         from prodlens.ocr.runner import run_ocr
 
         ds, rep = run_ocr(ds, RapidOcrEngine(), cache_dir=cfg.cache_path / "ocr", workers=cfg.ocr.workers,
-                          min_score=cfg.ocr.min_score, progress=ctx.progress)
+                          min_score=cfg.ocr.min_score, script_filter=cfg.ocr.scripts or None, progress=ctx.progress)
+        scripts = rep.scripts.to_dict() if rep.scripts else {}
         done, skipped, failed = rep.computed, rep.from_cache, rep.skipped
         bad = {p for p, _ in rep.skipped}
         ds = replace(ds, samples=[s for s in ds.samples if str(s.image_path) not in bad])
@@ -211,7 +213,7 @@ def stage_ocr(ctx: Context) -> StageReport:
     ctx.dataset = ds
     ctx.keys["dataset"] = _file_key(manifest)
     return report(done=done, skipped=skipped, failed=tuple(failed), key=ctx.keys["dataset"],
-                  outputs={"dataset": str(manifest), "samples": len(ds)})
+                  outputs={"dataset": str(manifest), "samples": len(ds), **({"script_filter": scripts} if scripts else {})})
 
 
 def stage_train(ctx: Context) -> StageReport:
@@ -387,7 +389,8 @@ def stage_deletion(ctx: Context) -> StageReport:
     exps = [x for sid in sorted(ctx.explained) for x in _explanations(_read_result(ctx.explained[sid]), sid)]
     rows = tuple(
         deletion_test(ctx.classifier(), glob, exps, ctx.dataset.by_id(), modality=m, model=cfg.train.model,
-                      top_k=d.top_k, fill=d.fill, n_repeats=d.repeats, seed=cfg.seed, progress=ctx.progress)
+                      top_k=d.top_k, fill=d.fill, n_repeats=d.repeats, seed=cfg.seed, in_sample=d.in_sample,
+                      progress=ctx.progress)
         for m in d.modalities
     )
     write_json(DeletionTable(rows), path)
