@@ -118,7 +118,9 @@ class RankDeficientGrid:
     """The factorised design before the rank fix: ``n_text`` distinct text masks drawn as
     complementary pairs and never grown, so T > 32 words get a centred rank <= 33 from 64
     masks. A plain ``GridSampler`` (not a ``FactorisedSampler``), so the explainer uses the
-    grid as drawn instead of falling back to joint rows."""
+    grid as drawn instead of falling back to joint rows (``FactorisedSampler(max_text=64)`` does
+    not reproduce the old design: its rank-deficient grid is replaced by ``n_image + n_text``
+    joint rows)."""
 
     n_image: int = 512
     n_text: int = 64
@@ -539,17 +541,19 @@ def run_real(args: argparse.Namespace, checkpoint) -> dict:
     costs = [photo_cost(passes, args, len(c.tokens)) for c in candidates]
     budget = args.budget_minutes * 60 - (time.perf_counter() - t_start)
     fits = max(1, int(np.searchsorted(np.cumsum(costs), budget, side="right")))
-    n = args.photos if args.photos else min(args.default_photos, fits)
     reason = (f"estimated {', '.join(f'{c:.0f}' for c in costs)} s per photo (both models; the image model replays "
               f"the concat model's image features) from {passes['image_pass_s'] * 1000:.1f} ms per image pass and "
               f"{passes['text_pass_s'] * 1000:.1f} ms per text pass measured at start (load average "
-              f"{os.getloadavg()[0]:.1f}): {fits} photo(s) fit the {args.budget_minutes:.0f} min budget; "
-              + ("--photos given" if args.photos else f"chose {n} (at most {args.default_photos})"))
-    print(f"real part: {n} photo(s) x 2 models = {2 * n} explained photo-model pairs. {reason}", flush=True)
-    photos = candidates[:n]
+              f"{os.getloadavg()[0]:.1f}): {fits} photo(s) fit the {args.budget_minutes:.0f} min budget by that estimate; "
+              + (f"--photos {args.photos} given (stops only at the {args.cap_minutes:.0f} min cap)" if args.photos else
+                 f"up to {len(candidates)} are run, each only while the estimate for it, rescaled by the measured/estimated "
+                 f"ratio of the photos done, still ends within the budget"))
+    print(f"real part: up to {len(candidates)} photo(s) x 2 models. {reason}", flush=True)
+    photos = candidates
+    limit = (args.cap_minutes if args.photos else args.budget_minutes) * 60
     part = {"settings": {"reference_rows": args.reference, "plain_rows": args.plain, "arms": {k: {kk: repr(vv) if kk == "sampler" else vv
                                                                                                    for kk, vv in v.items()} for k, v in real_arms(args).items()},
-                         "segments": "SLIC n_segments=100", "batch_size": args.batch_size, "photos_planned": n,
+                         "segments": "SLIC n_segments=100", "batch_size": args.batch_size, "photos_planned": len(photos),
                          "photo_ids_planned": [s.id for s in photos], "photo_choice": reason, "timing_probe": passes,
                          "photo_rule": "val photos with >= 3 OCR words, round robin over the classes, sorted ids",
                          "image_encoder_shared": {"max_abs_diff": diff, "how": "the image model replays the concat model's "
@@ -559,14 +563,13 @@ def run_real(args: argparse.Namespace, checkpoint) -> dict:
                                   "image-only model cannot read them, so their true effect there is exactly 0",
                          **setup},
             "rows": [], "photo_seconds": {}, "complete": False, "notes": []}
-    if n < args.default_photos and not args.photos:
-        part["notes"].append(f"real part reduced to {n} photo(s) per model (planned {args.default_photos}): {reason}")
     ratio = 1.0
     for i, s in enumerate(tqdm(photos, desc="real photos", unit="photo")):
         elapsed = time.perf_counter() - t_start
-        if i and elapsed + costs[i] * ratio > args.cap_minutes * 60:
-            part["notes"].append(f"stopped after {i} photo(s): {elapsed / 60:.0f} min elapsed, the next photo was "
-                                 f"expected to take {costs[i] * ratio / 60:.0f} min, past the {args.cap_minutes:.0f} min cap")
+        if i and elapsed + costs[i] * ratio > limit:
+            part["notes"].append(f"real part reduced to {i} of {len(photos)} planned photo(s) per model: {elapsed / 60:.0f} min "
+                                 f"elapsed and the next photo ({s.id}, {len(s.tokens)} words) expected to take "
+                                 f"{costs[i] * ratio / 60:.0f} min, past the {limit / 60:.0f} min limit")
             print(part["notes"][-1], flush=True)
             break
         t0 = time.perf_counter()
