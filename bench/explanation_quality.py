@@ -602,6 +602,8 @@ def summarise_real(part: dict) -> list[dict]:
             s[key], s[key + "_sd"], _ = mean_sd(get(r) for r in rs)
         s["flagged"] = sum(1 for r in rs if r["quality"] and r["quality"]["flags"])
         s["scored"] = sum(1 for r in rs if r["quality"])
+        if mname == "image":  # the model reads no text: every word weight, the reference's too, is noise around 0
+            s["spearman_text"] = s["spearman_text_sd"] = None
         out.append(s)
     return out
 
@@ -753,7 +755,8 @@ def markdown_analysis(a: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("known", "real", "all"), default="all")
+    ap.add_argument("--part", choices=("known", "real", "all", "report"), default="all",
+                    help="report: print the tables of an existing --out again, run nothing")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 seed, T in {0, 40}, 1 photo, 2000-row reference")
     ap.add_argument("--photos", type=int, default=None, help="val photos per model (default: what fits --budget-minutes, at most 5)")
     ap.add_argument("--default-photos", type=int, default=5)
@@ -799,6 +802,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {title}\n")
         print(table(part["summary"]))
 
+    if args.part == "report":
+        for name, summarise, table in (("known", summarise_known, markdown_known), ("real", summarise_real, markdown_real)):
+            if name in doc:
+                print(f"\n## {name}\n")
+                print(table(summarise(doc[name])))
+        print("\n## Do the quality scores work?\n")
+        print(markdown_analysis(analyse(doc)))
+        return 0
     if args.part in ("known", "all"):
         finish("known", run_known(args), summarise_known,
                "Known-answer models (means ± sd over model seeds; equal encoder-pass budgets)", markdown_known)
