@@ -18,19 +18,24 @@ def cpu_name() -> str:
     return cpu
 
 
-def git_state(cwd: Path | None = None) -> dict:
-    """``{"commit": HEAD, "dirty": bool, "changed": [paths]}`` of the checkout (``None`` values outside git)."""
+def git_state(path: Path | str | None = None) -> dict:
+    """The checkout the bench ran from: ``{"commit": HEAD or None, "dirty": bool or None, "changed": [...]}``.
+
+    ``dirty`` is whether ``git status --porcelain`` lists anything (tracked changes or
+    untracked, not ignored files); ``changed`` names up to 20 of them.
+    """
     import subprocess
 
-    where = cwd or Path(__file__).resolve().parent
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
 
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, check=True).stdout
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
         except (OSError, subprocess.CalledProcessError):
             return None
 
-    head, status = git("rev-parse", "HEAD"), git("status", "--porcelain")
-    changed = [line[3:] for line in (status or "").splitlines() if line.strip()]
-    return {"commit": head.strip() if head else None, "dirty": bool(changed) if status is not None else None,
+    head = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain")
+    changed = [line[3:] for line in status.splitlines() if line.strip()] if status is not None else []
+    return {"commit": head.strip() if head else None, "dirty": None if status is None else bool(changed),
             "changed": changed[:20]}
