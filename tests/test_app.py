@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prodlens.app.fixtures import FIXTURE_MODEL, build_fixture_store
+from prodlens.app.fixtures import FIXTURE_MODEL, FIXTURE_QUALITY, build_fixture_store
 from prodlens.app.images import fit_explanation, read_photo, render_overlay, resize_labels
 from prodlens.app.views import DISPLAY_SIDE, THUMB_SIDE, Explorer
 from prodlens.store import RunNotFoundError, Store
@@ -196,7 +196,6 @@ def test_fixture_explanations_are_lime_with_quality_scores(ex):
 
 
 def test_single_view_shows_each_explanations_quality(ex):
-    from prodlens.explain.quality import QualityCheck
 
     run, flagged = next((r, e) for r in ex.run_names() for e in ex.store.get_explanations(r) if e.flagged)
     v = ex.single(run, flagged.sample_id)
@@ -205,7 +204,7 @@ def test_single_view_shows_each_explanations_quality(ex):
     assert note.startswith("**⚠ flagged: do not trust this explanation**")
     for f in flagged.quality.flags:  # the reason names the score, its value and the stored threshold
         assert f in note and f in v.panels[k].caption
-    thresholds = QualityCheck().thresholds
+    thresholds = FIXTURE_QUALITY.thresholds
     if "off_target" in flagged.quality.flags:
         assert f"off_target (local error {flagged.quality.local_error:.2f} > {thresholds['max_local_error']:.2f})" in note
     assert f"faithfulness **{flagged.quality.faithfulness:.3f}**" in note and "stability" in note and "R²" in note
@@ -253,14 +252,13 @@ def test_gallery_sorts_and_filters_by_quality(ex):
 
 def test_quality_view_histograms_thresholds_and_flagged_share(ex):
     from prodlens.app.quality_views import SCORES
-    from prodlens.explain.quality import QualityCheck
 
     run, c = _mixed_class(ex)
     qs = [e.quality for e in ex.store.get_explanations(run)]
     cls_qs = [e.quality for e in ex.store.get_explanations(run, class_name=c)]
     v = ex.quality_view(run, c)
     assert [h.score for h in v.histograms] == ["faithfulness", "stability", "r2", "local_error"]
-    thresholds = QualityCheck().thresholds
+    thresholds = FIXTURE_QUALITY.thresholds
     for h, score in zip(v.histograms, SCORES, strict=True):
         assert h.threshold == thresholds[score.threshold_key] and h.edges[0] <= h.threshold <= h.edges[-1]
         run_v = np.clip([score.value(q) for q in qs], h.edges[0], h.edges[-1])

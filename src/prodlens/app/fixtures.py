@@ -38,6 +38,7 @@ from prodlens.data.images import load_image
 from prodlens.data.types import OcrToken, ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.lime import MultimodalLime
+from prodlens.explain.quality import QualityCheck
 from prodlens.store import DeletionResult, GlobalFeature, Prediction, Run, Store, top_k
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ FIXTURE_LIME_NOTE = ("SYNTHETIC test fixture: real SLIC segments, multimodal LIM
                      "model (prodlens.app.fixture_model); not a product model's explanation")
 #: What :func:`build_fixture_store` explains with: LIME's defaults but fewer image masks (fast).
 FIXTURE_LIME_SAMPLES = 128
+#: The fixture's quality check: the default, with a local-error limit of 0.15 instead of 0.5
+#: (the toy classifier fits some photos poorly; the default would flag none of them).
+FIXTURE_QUALITY = QualityCheck(max_local_error=0.15)
 _LOOKALIKE = str.maketrans({"O": "0", "I": "1", "S": "5", "E": "3"})
 _PLAIN = str.maketrans({"0": "O", "1": "I", "5": "S", "3": "E"})
 
@@ -273,7 +277,7 @@ def build_fixture_store(
     Runs ``baseline`` and ``variant``; in ``baseline`` the second photo of the first
     class with two photos is misclassified. Explanations come from
     :class:`~prodlens.explain.MultimodalLime` (``n_samples=FIXTURE_LIME_SAMPLES``, quality
-    check on) run on a :class:`~prodlens.app.fixture_model.ToyClassifier`. With ``matching`` (default) ``baseline``
+    check ``FIXTURE_QUALITY``) run on a :class:`~prodlens.app.fixture_model.ToyClassifier`. With ``matching`` (default) ``baseline``
     also holds SYNTHETIC matching results (:mod:`prodlens.app.match_fixtures`);
     ``variant`` has none, so it shows the Matching tab's empty state. With ``copy_images`` (file stores only)
     the photos are copied to ``images/`` beside the store and kept as relative paths.
@@ -303,7 +307,9 @@ def build_fixture_store(
         if seen[s.label or ""] == 2 and not wrong:
             wrong.append(s.id)
     def lime(s: int) -> MultimodalLime:
-        return MultimodalLime(n_samples=FIXTURE_LIME_SAMPLES, seed=s, progress=False)
+        # a stricter local-error limit than the default's, so that the toy's poorly fitted
+        # explanations are flagged and the app's flag, sort and filter views have both kinds
+        return MultimodalLime(n_samples=FIXTURE_LIME_SAMPLES, seed=s, progress=False, quality=FIXTURE_QUALITY)
 
     baseline = fill_synthetic_run(store, samples, classes, run_name="baseline", error_rate=0.0, wrong=wrong,
                                   explainer=lime(seed), seed=seed)

@@ -185,6 +185,19 @@ def _keep_rows(order: np.ndarray, counts: np.ndarray, n_features: int, keep_firs
     return rank[None, :] >= counts[:, None]
 
 
+def _resample(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap multiplicities of a modality's masks; all ones when they are every on/off
+    pattern (a new seed would draw exactly the same set, so resampling it would only add noise).
+
+    >>> _resample(np.array([[1], [0]], bool), np.random.default_rng(0)).tolist()
+    [1, 1]
+    """
+    n, width = masks.shape
+    if width <= 20 and n == 2**width:
+        return np.ones(n, dtype=np.int64)
+    return np.bincount(rng.integers(0, n, n), minlength=n)
+
+
 def _top_k(coef: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-np.abs(coef), axis=-1, kind="stable")[..., :k]
 
@@ -229,7 +242,7 @@ class QualityCheck:
     min_faithfulness: float = 0.0
     min_stability: float = 0.5
     min_r2: float = 0.2
-    max_local_error: float = 0.15
+    max_local_error: float = 0.5
 
     def __post_init__(self) -> None:
         for name, low in (("n_steps", 1), ("n_bootstrap", 2), ("top_k", 1)):
@@ -246,7 +259,7 @@ class QualityCheck:
               identified: bool = True) -> tuple[str, ...]:
         """The flags these scores earn (empty: nothing says "do not trust this").
 
-        >>> QualityCheck().flags(0.1, 0.9, 0.6, 0.01), QualityCheck().flags(-0.02, 0.3, 0.6, 0.4)
+        >>> QualityCheck().flags(0.1, 0.9, 0.6, 0.01), QualityCheck().flags(-0.02, 0.3, 0.6, 0.6)
         ((), ('unfaithful', 'unstable', 'off_target'))
         >>> QualityCheck().flags(0.1, 0.9, 0.6, 0.01, identified=False)
         ('unidentified',)
@@ -299,7 +312,8 @@ class QualityCheck:
         """Expected top-k overlap of two seeds per target, from bootstrap refits; and the k used.
 
         For a factorised ``grid`` its image and text masks are resampled independently
-        (rows are image-major), and a closed-form ridge surrogate is refitted from the
+        (rows are image-major; a modality whose masks are every on/off pattern is kept
+        as it is, since another seed would draw the same set), and a closed-form ridge surrogate is refitted from the
         grid's blocks (:func:`~prodlens.explain.surrogate.ridge_grid_coef`: the same
         fit, without the rows); otherwise rows are resampled.
         """
@@ -310,8 +324,8 @@ class QualityCheck:
         tops = []
         for _ in range(self.n_bootstrap):
             if grid is not None and grid.n_rows == n:
-                a = np.bincount(rng.integers(0, grid.n_image, grid.n_image), minlength=grid.n_image)
-                b = np.bincount(rng.integers(0, grid.n_text, grid.n_text), minlength=grid.n_text)
+                a = _resample(grid.image_masks, rng)
+                b = _resample(grid.text_masks, rng)
                 if fast:
                     ia, jb = a > 0, b > 0
                     wm = (weights.reshape(grid.n_image, grid.n_text) * np.outer(a, b))[np.ix_(ia, jb)]
