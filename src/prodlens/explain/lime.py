@@ -437,8 +437,7 @@ class MultimodalLime:
                     refit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
                     history.append(refit.coef)
                     # never stop while some weights are set by the penalty rather than the data
-                    identified = refit.rank is None or refit.rank >= x.n_features
-                    if identified and stop.should_stop(history, n_done):
+                    if refit.identifies(x.n_features) and stop.should_stop(history, n_done):
                         fit = refit
         finally:
             bar.close()
@@ -447,21 +446,21 @@ class MultimodalLime:
         if fit is None:
             fit = surrogate.fit(rows[:n_done], y_fit, weights[:n_done])
         stats = ev.stats()
+        identified = fit.identifies(x.n_features)
         if fit.rank is not None:
-            design.update(rank=int(fit.rank), n_features=int(x.n_features), full_rank=bool(fit.rank >= x.n_features))
-            if fit.rank < x.n_features:
+            design.update(rank=int(fit.rank), n_features=int(x.n_features), full_rank=identified)
+            if not identified:
                 log.warning("%s: %d rows identify only %d of %d weights (the rest come from the ridge penalty); "
                             "raise n_samples", sid, n_done, fit.rank, x.n_features)
         qualities: list = [None] * len(tgt)
-        t_quality = time.perf_counter()
         if check is not None:
             ev.progress = None
+            t_quality = time.perf_counter()
             qualities = check.assess(
                 ev, surrogate, rows[:n_done], y_fit, weights[:n_done], fit.coef, fit.score, fit.local_prediction,
-                probs0[tgt], tgt, rng, grid=grid, identified=fit.rank is None or fit.rank >= x.n_features)
-        seconds = time.perf_counter() - t0
-        if check is not None:
+                probs0[tgt], tgt, rng, grid=grid, identified=identified)
             stats["quality_seconds"] = round(time.perf_counter() - t_quality, 4)
+        seconds = time.perf_counter() - t0
         if stopped_early:
             log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, n_done, self.n_samples)  # type: ignore[union-attr]
 

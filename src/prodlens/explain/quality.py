@@ -195,6 +195,11 @@ def _resample(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     n, width = masks.shape
     if width <= 20 and n == 2**width:
         return np.ones(n, dtype=np.int64)
+    return _counts(n, rng)
+
+
+def _counts(n: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of ``n`` units is drawn by one bootstrap resample."""
     return np.bincount(rng.integers(0, n, n), minlength=n)
 
 
@@ -319,24 +324,23 @@ class QualityCheck:
         """
         n, F = rows.shape
         k = min(self.top_k, max(1, F // 2))
-        fast = (grid is not None and isinstance(surrogate, RidgeSurrogate) and surrogate.solver == "closed_form"
-                and grid.n_rows == n)
+        g = grid if grid is not None and grid.n_rows == n else None
+        fast = g is not None and isinstance(surrogate, RidgeSurrogate) and surrogate.solver == "closed_form"
         tops = []
         for _ in range(self.n_bootstrap):
-            if grid is not None and grid.n_rows == n:
-                a = _resample(grid.image_masks, rng)
-                b = _resample(grid.text_masks, rng)
+            if g is None:
+                mult = _counts(n, rng).astype(np.float64)
+            else:
+                a, b = _resample(g.image_masks, rng), _resample(g.text_masks, rng)
                 if fast:
                     ia, jb = a > 0, b > 0
-                    wm = (weights.reshape(grid.n_image, grid.n_text) * np.outer(a, b))[np.ix_(ia, jb)]
-                    ym = y.reshape(grid.n_image, grid.n_text, -1)[np.ix_(ia, jb)]
-                    coef = ridge_grid_coef(grid.image_masks[ia], grid.text_masks[jb], ym.reshape(-1, y.shape[1]),
-                                           wm.ravel(), surrogate.alpha)
+                    wm = (weights.reshape(g.n_image, g.n_text) * np.outer(a, b))[np.ix_(ia, jb)]
+                    ym = y.reshape(g.n_image, g.n_text, -1)[np.ix_(ia, jb)]
+                    coef = ridge_grid_coef(g.image_masks[ia], g.text_masks[jb], ym.reshape(-1, y.shape[1]), wm.ravel(),
+                                           surrogate.alpha)  # type: ignore[attr-defined]
                     tops.append(_top_k(coef, k))
                     continue
                 mult = np.outer(a, b).ravel().astype(np.float64)
-            else:
-                mult = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
             use = mult > 0
             fit = surrogate.fit(rows[use], y[use], weights[use] * mult[use])
             tops.append(_top_k(fit.coef, k))  # (targets, k)

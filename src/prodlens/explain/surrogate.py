@@ -24,6 +24,15 @@ class SurrogateFit:
     local_prediction: np.ndarray
     rank: int | None = None
 
+    def identifies(self, n_features: int) -> bool:
+        """Whether the rows identified all ``n_features`` weights (``True`` when the rank is unknown).
+
+        >>> fit = SurrogateFit(np.zeros((1, 3)), np.zeros(1), np.ones(1), np.zeros(1), rank=2)
+        >>> fit.identifies(3), fit.identifies(2)
+        (False, True)
+        """
+        return self.rank is None or self.rank >= n_features
+
 
 def design_rank(gram: np.ndarray) -> int:
     """Numerical rank of a symmetric positive semi-definite (centred, weighted) Gram matrix.
