@@ -17,6 +17,7 @@ from prodlens.explain.factorised import (
 )
 from prodlens.explain.interpretable import FILLS, ModelInputs, MultimodalInput, fill_image
 from prodlens.explain.kernels import ExponentialKernel, Kernel, cosine_distance_to_ones
+from prodlens.explain.quality import ExplanationQuality, QualityCheck
 from prodlens.explain.lime import MultimodalLime, explain_sample, model_input_size
 from prodlens.explain.result import SampleExplanations
 from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, PairedSampler, Sampler
@@ -37,6 +38,7 @@ __all__ = [
     "CachedEvaluator",
     "EarlyStopping",
     "Explanation",
+    "ExplanationQuality",
     "ExponentialKernel",
     "FactorGrid",
     "FactorisedSampler",
@@ -46,6 +48,7 @@ __all__ = [
     "GridSampler",
     "GridSegmenter",
     "Kernel",
+    "QualityCheck",
     "ModelInputs",
     "MultimodalInput",
     "MultimodalLime",
