@@ -147,11 +147,14 @@ def _store_rows(out: Path) -> list[tuple[str, int]]:
 
 def test_reference_run_reports_every_stage_and_the_bad_photo(job):
     root, ref, summary = job
-    assert [r.stage for r in summary.stages] == ["ocr", "train", "explain", "global", "deletion", "store"]
+    assert [r.stage for r in summary.stages] == ["ocr", "train", "explain", "global", "deletion", "store", "match"]
+    assert summary.stage("match").status == "disabled"
     ex = summary.stage("explain")
     assert (ex.done, ex.skipped) == (N_TEST, 0)
     assert [i for i, _ in ex.failed] == ["test/corrupt"] and "BadInputError" in ex.failed[0][1]
-    assert not summary.ok and all(r.status == "ok" for r in summary.stages)
+    assert not summary.ok and all(r.status == "ok" for r in summary.stages[:-1])
+    deletion = json.loads(Path(summary.stage("deletion").outputs["deletion"]).read_text())["rows"][0]["config"]
+    assert deletion["holdout"] == "2-fold cross-fit" and deletion["in_sample"] is False  # no photo tests its own features
     assert json.loads((ref.out_dir / "summary.json").read_text())["stages"][2]["failed"][0]["item"] == "test/corrupt"
     rows = _store_rows(ref.out_dir)
     assert len(rows) == len(set(rows)) == sum(len(r["explanations"]) for r in _results(ref.out_dir).values())
@@ -242,3 +245,72 @@ def test_item_files_are_named_by_sample_and_key(job):
     assert folder.parent == ref.out_dir / "explanations" and folder.name == summary.stage("explain").key
     assert item_file(folder, "test/corrupt") not in set(folder.glob("*.json"))
     assert len(list(folder.glob("*.json"))) == N_TEST
+
+
+def test_two_stage_run_embeds_with_the_adapted_model_and_matches(job, caplog):
+    """[train] adapt_blocks trains an image model first; the global step embeds with it
+    (recorded, no pretrained-only warning); [explain] classes narrows the photos;
+    the deletion test is cross-fitted; [match] stores a matching run."""
+    root, ref, _ = job
+    raw = ref.to_dict()
+    raw.update(name="twostage", out=str(root / "twostage"))
+    raw["train"].update(adapt_blocks=1, adapt_epochs=2)
+    raw["explain"].update(classes=["Oatly-Oat-Milk", "Arla-Standard-Milk"])
+    raw["deletion"].update(modalities=["image", "text"], radius_scale=1.5)
+    raw["match"].update(enabled=True, queries="test", gallery="train")
+    cfg = PipelineConfig.from_dict(raw)
+    with caplog.at_level("WARNING", logger="prodlens.aggregate.embedders"):
+        summary = run_pipeline(cfg, progress=False)
+    assert all(r.status == "ok" for r in summary.stages), summary.text()
+    train = summary.stage("train").outputs
+    assert Path(train["adapted_checkpoint"]).is_file() and 0 <= train["image_val_top1"] <= 1
+    low, high = train["val_top1_ci95"]
+    assert low <= train["val_top1"] <= high
+    assert summary.stage("explain").outputs["classes"] == ["Arla-Standard-Milk", "Oatly-Oat-Milk"]
+    emb = summary.stage("global").outputs["embedding"]
+    assert emb == {"model": train["adapted_checkpoint"], "trained": True, "crop_size": 64}
+    assert "pretrained-only" not in caplog.text
+    rows = json.loads(Path(summary.stage("deletion").outputs["deletion"]).read_text())["rows"]
+    assert [r["modality"] for r in rows] == ["image", "text"]
+    assert all(r["config"]["holdout"] == "2-fold cross-fit" and r["config"]["radius_scale"] == 1.5 for r in rows)
+    match = summary.stage("match").outputs
+    assert match["run"] == "twostage-match" and match["queries"] == N_TEST  # the corrupt photo is skipped, not fatal
+    with Store.open(cfg.store_target, create=False) as s:
+        assert s.summary("twostage-match").n_match_queries == N_TEST
+
+
+def test_one_stage_global_warns_that_the_embedding_is_pretrained_only(job, caplog):
+    root, ref, _ = job
+    raw = ref.to_dict()
+    raw.update(name="pretrained", out=str(root / "pretrained"))
+    raw["global"].update(modalities=["image", "text"])
+    raw["train"].update(checkpoint=_checkpoint(job[2]))
+    with caplog.at_level("WARNING", logger="prodlens.aggregate.embedders"):
+        summary = run_pipeline(PipelineConfig.from_dict(raw), progress=False)
+    assert summary.stage("global").outputs["embedding"]["trained"] is False
+    assert "pretrained-only image backbone" in caplog.text
+
+
+def test_demo_is_a_preset_of_the_pipeline():
+    from prodlens.demo import demo_config
+    from prodlens.pipeline import presets
+
+    cfg = load_config("demo")
+    assert presets()["demo"].is_file() and cfg.name == "demo" and cfg.out == "work/demo"
+    assert cfg.train.adapt_blocks == 1 and cfg.global_.embedding == "auto" and cfg.match.enabled
+    assert len(cfg.explain.classes) == 3 and cfg.deletion.holdout == "crossfit"
+    assert demo_config("x", workers=2).ocr.workers == 2
+    with pytest.raises(ConfigError, match="or a preset name"):
+        load_config("no-such-preset")
+
+
+@pytest.mark.parametrize("section, setting, message", [
+    ("train", {"adapt_blocks": -1}, "adapt_blocks must be an int >= 0"),
+    ("train", {"select": "test"}, "select must be 'train-fold' or 'val'"),
+    ("deletion", {"holdout": "split"}, "holdout must be 'crossfit' or 'none'"),
+    ("match", {"gallery": "shelf"}, "gallery must be 'train', 'val' or 'test' or 'iconic'"),
+    ("global", {"embedding": ""}, "embedding must be 'auto', 'model', 'adapted' or a checkpoint path"),
+])
+def test_new_settings_are_checked(section, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_dict({section: setting})

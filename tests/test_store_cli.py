@@ -75,3 +75,17 @@ def test_every_db_command_help_ends_with_an_example(capsys):
         with pytest.raises(SystemExit):
             main(["db", cmd, "--help"])
         assert "Example:\n  prodlens db " + cmd in capsys.readouterr().out
+
+
+def test_every_help_page_renders(capsys):
+    """`prodlens --help` and each command's --help print (a literal '%' in a help text once broke them)."""
+    import argparse
+
+    from prodlens.cli import build_parser, main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "COMMAND" in capsys.readouterr().out
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        assert "Example:" in parser.format_help(), name

@@ -5,8 +5,12 @@ From many local multimodal-LIME explanations of one model:
 * :class:`GlobalExplainer` -- top positive superpixels embedded by the trained image
   model and clustered per class with HDBSCAN; top positive OCR words normalised and
   grouped by spelling; both ranked by NormLIME;
+* :func:`image_embedder` -- which image model embeds the superpixels (warns when it
+  is pretrained only);
 * :func:`deletion_test` / :func:`deletion_table` -- accuracy when the top global
-  features (or as many random ones) are deleted.
+  features (or as many random ones) are deleted; :func:`crossfit_deletion_test` does
+  it without a second explained split (each fold tested against features built on
+  the others).
 
 >>> from prodlens.aggregate import GlobalExplainer, WordGrouper
 >>> [g.text for g in WordGrouper().fit(["LAKTOSFRI", "LAKTOSFR1", "LAKTOSFRI", "EKOLOGISK"]).groups_]
@@ -22,8 +26,10 @@ from prodlens.aggregate.deletion import (
     deletion_test,
     SampleOutcome,
     check_splits,
+    crossfit_deletion_test,
     format_deletion_table,
 )
+from prodlens.aggregate.embedders import ImageEmbedder, image_embedder
 from prodlens.aggregate.controls import random_region, random_words
 from prodlens.aggregate.membership import ImageMatcher, WordMatcher
 from prodlens.aggregate.paired import Interval, paired_bootstrap
@@ -42,6 +48,7 @@ __all__ = [
     "GlobalExplainer",
     "GlobalExplanations",
     "GlobalFeature",
+    "ImageEmbedder",
     "ImageMatcher",
     "Interval",
     "NormLimeScore",
@@ -51,10 +58,12 @@ __all__ = [
     "WordMatcher",
     "check_splits",
     "cluster_embeddings",
+    "crossfit_deletion_test",
     "deletion_table",
     "deletion_test",
     "format_deletion_table",
     "global_explanations",
+    "image_embedder",
     "l2_normalize",
     "load_explanations",
     "medoid",

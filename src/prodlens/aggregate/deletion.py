@@ -51,6 +51,7 @@ from prodlens.explain.interpretable import Fill, fill_image
 from prodlens.models.base import Classifier
 
 __all__ = ["DeletionRow", "DeletionTable", "ImageMatcher", "SampleOutcome", "WordMatcher", "check_splits",
+           "crossfit_deletion_test", "crossfit_folds",
            "deletion_table", "deletion_test", "format_deletion_table", "image_targets"]
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,9 @@ def splits_note(table: DeletionTable) -> str:
         built = ", ".join(c.get("global_splits") or ["an unrecorded split"])
         tested = ", ".join(c.get("test_splits") or ["an unrecorded split"])
         how = "IN-SAMPLE: the drop is flattering" if c["in_sample"] else "held out"
+        if c.get("holdout"):
+            seen[f"global features built on {built}, tested on {tested} ({c['holdout']}: {c.get('holdout_note', how)})"] = None
+            continue
         seen[f"global features built on {built}, tested on {tested} ({how})"] = None
     return "\n".join(seen)
 
@@ -435,6 +439,117 @@ def deletion_test(
     >>> r.top_drop.estimate, r.config["in_sample"]
     (1.0, False)
     """
+    _check_params(modality, top_k, n_repeats, reach, batch_size, seed, radius_scale, ci_level, resamples, fill)
+    classes = _classes(classifier)
+    by_id = index_samples(samples)
+    labels = {sid: s.label for sid, s in by_id.items() if s.label is not None}
+    chosen = _pick_explanations(explanations, labels)
+    if not chosen:
+        raise ValueError("explanations is empty: pass the local explanations of the test samples")
+    splits = check_splits(global_explanations, {sid: by_id.get(sid) for sid in chosen}, global_split=global_split,
+                          test_split=test_split, in_sample=in_sample)
+    source = ImageSource(by_id, images)
+    config = _config(modality, top_k, fill, n_repeats, reach, seed, len(chosen), splits, radius_scale, ci_level, resamples)
+    scored, outcomes = _score(classifier, classes, global_explanations, chosen, labels, source, modality=modality,
+                              model=model, top_k=top_k, fill=fill, n_repeats=n_repeats, reach=reach, seed=seed,
+                              embed_fn=embed_fn, radius_scale=radius_scale, batch_size=batch_size, progress=progress)
+    return _finish(model, modality, scored, outcomes, config, ci_level, resamples, seed, tuple(source.skipped))
+
+
+def crossfit_deletion_test(
+    classifier: Classifier,
+    fit_global: Callable[[list[Explanation]], GlobalExplanations],
+    explanations: Sequence[Explanation],
+    samples: Iterable[ProductSample] | Mapping[str, ProductSample] | None = None,
+    *,
+    modality: str,
+    folds: int = 2,
+    model: str = "model",
+    top_k: int = 3,
+    fill: Fill = "black",
+    n_repeats: int = 1,
+    reach: float = 2.0,
+    seed: int = 0,
+    embed_fn: Callable[[list[np.ndarray]], np.ndarray] | None = None,
+    radius_scale: float = 1.0,
+    ci_level: float = 0.95,
+    resamples: int = 2000,
+    batch_size: int = 16,
+    images: Mapping[str, np.ndarray] | None = None,
+    progress: bool = True,
+) -> DeletionRow:
+    """The deletion test without a second explained split: K-fold cross-fitting.
+
+    The explained samples are dealt into ``folds`` folds (round robin within each class,
+    in id order); each fold is tested against global features that ``fit_global``
+    builds from the *other* folds' explanations, so no sample tests a selection it took
+    part in. The per-sample outcomes of all folds form one row (paired intervals over
+    all of them). Other parameters as in :func:`deletion_test`.
+
+    >>> class Toy:  # predicts "a" when the token OATLY is present
+    ...     classes = ["a", "b"]
+    ...     def predict_proba(self, images, token_lists):
+    ...         return np.array([[1.0, 0.0] if any(t.text == "OATLY" for t in ts) else [0.0, 1.0] for ts in token_lists])
+    >>> from prodlens.aggregate import GlobalExplainer
+    >>> toks = (OcrToken("OATLY", (0, 0, 1, 1)), OcrToken("MILK", (0, 0, 1, 1)))
+    >>> ex = [Explanation(f"s{i}", 0, "a", np.array([0.0, 0.6, 0.1]), 0.0, 0.9, 0.9,
+    ...                   np.zeros((2, 2), int), toks, 1) for i in range(6)]
+    >>> fit = lambda es: GlobalExplainer(modalities=("text",), progress=False).fit(es).global_
+    >>> imgs = {f"s{i}": np.zeros((2, 2, 3), np.uint8) for i in range(6)}
+    >>> r = crossfit_deletion_test(Toy(), fit, ex, images=imgs, modality="text", top_k=1, progress=False)
+    >>> r.samples, r.top_drop.estimate, r.config["holdout"], r.config["in_sample"]
+    (6, 1.0, '2-fold cross-fit', False)
+    """
+    _check_params(modality, top_k, n_repeats, reach, batch_size, seed, radius_scale, ci_level, resamples, fill)
+    check_int("folds", folds, 2)
+    classes = _classes(classifier)
+    by_id = index_samples(samples)
+    labels = {sid: s.label for sid, s in by_id.items() if s.label is not None}
+    chosen = _pick_explanations(explanations, labels)
+    if len(chosen) < folds:
+        raise ValueError(f"{len(chosen)} explained samples cannot be dealt into {folds} folds; explain more photos")
+    fold_of = crossfit_folds({sid: labels.get(sid, e.target_name) for sid, e in chosen.items()}, folds)
+    source = ImageSource(by_id, images)
+    scored: list[list[bool]] = []
+    outcomes: list[SampleOutcome] = []
+    for f in range(folds):
+        test = {sid: e for sid, e in chosen.items() if fold_of[sid] == f}
+        fit_on = [e for e in explanations if fold_of.get(e.sample_id, -1) != f]
+        g = fit_global(fit_on)
+        leaked = set(test) & support_ids(g)
+        if leaked:  # fit_global must use only what it was given
+            raise ValueError(f"fit_global used {len(leaked)} samples of the held-out fold (e.g. {sorted(leaked)[0]!r})")
+        s, o = _score(classifier, classes, g, test, labels, source, modality=modality, model=model, top_k=top_k,
+                      fill=fill, n_repeats=n_repeats, reach=reach, seed=seed, embed_fn=embed_fn,
+                      radius_scale=radius_scale, batch_size=batch_size, progress=progress)
+        scored += s
+        outcomes += o
+    split_names = sorted({str(s.split) for sid in chosen if (s := by_id.get(sid)) is not None and s.split})
+    splits = {"global_splits": split_names, "test_splits": split_names, "in_sample": False, "in_sample_samples": 0,
+              "in_sample_policy": "crossfit", "holdout": f"{folds}-fold cross-fit",
+              "holdout_note": f"each sample tested against global features built from the other {folds - 1} fold(s)"}
+    config = _config(modality, top_k, fill, n_repeats, reach, seed, len(chosen), splits, radius_scale, ci_level, resamples)
+    return _finish(model, modality, scored, outcomes, config, ci_level, resamples, seed, tuple(source.skipped))
+
+
+def crossfit_folds(labels: Mapping[str, str], folds: int) -> dict[str, int]:
+    """``{sample id: fold}``: round robin within each class in id order (balanced classes per fold).
+
+    >>> crossfit_folds({"a1": "A", "a2": "A", "a3": "A", "b1": "B"}, 2)
+    {'a1': 0, 'a2': 1, 'a3': 0, 'b1': 0}
+    """
+    out: dict[str, int] = {}
+    by_class: dict[str, list[str]] = {}
+    for sid in sorted(labels):
+        by_class.setdefault(str(labels[sid]), []).append(sid)
+    for ids in by_class.values():
+        for i, sid in enumerate(ids):
+            out[sid] = i % folds
+    return dict(sorted(out.items()))
+
+
+def _check_params(modality: str, top_k: int, n_repeats: int, reach: float, batch_size: int, seed: int,
+                  radius_scale: float, ci_level: float, resamples: int, fill: Fill) -> None:
     check_choice("modality", modality, MODALITIES)
     check_int("top_k", top_k, 1)
     check_int("n_repeats", n_repeats, 1)
@@ -446,34 +561,38 @@ def deletion_test(
     check_int("resamples", resamples, 1)
     if isinstance(fill, str):
         fill_image(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32), fill)  # validates the name
+
+
+def _classes(classifier: Classifier) -> list[str]:
     if not hasattr(classifier, "predict_proba"):
         raise TypeError(f"classifier must have predict_proba(images, token_lists); got {type(classifier).__name__}")
     classes = list(getattr(classifier, "classes", []))
     if not classes:
         raise ValueError("classifier.classes is empty: the deletion test needs the class names to score accuracy")
-    by_id = index_samples(samples)
-    labels = {sid: s.label for sid, s in by_id.items() if s.label is not None}
-    chosen = _pick_explanations(explanations, labels)
-    if not chosen:
-        raise ValueError("explanations is empty: pass the local explanations of the test samples")
+    return classes
+
+
+def _config(modality: str, top_k: int, fill: Fill, n_repeats: int, reach: float, seed: int, n_explained: int,
+            splits: dict, radius_scale: float, ci_level: float, resamples: int) -> dict:
+    return {"top_k": top_k, "fill": fill if isinstance(fill, str) else list(fill), "n_repeats": n_repeats,
+            "reach": reach, "seed": seed, "explained_samples": n_explained, **splits,
+            "control": CONTROLS[modality], "radius_scale": radius_scale,
+            "ci": {"level": ci_level, "method": METHOD, "resamples": resamples}}
+
+
+def _score(classifier: Classifier, classes: list[str], global_explanations: GlobalExplanations,
+           chosen: Mapping[str, Explanation], labels: Mapping[str, str], source: ImageSource, *, modality: str,
+           model: str, top_k: int, fill: Fill, n_repeats: int, reach: float, seed: int, embed_fn: Callable | None,
+           radius_scale: float, batch_size: int, progress: bool) -> tuple[list[list[bool]], list[SampleOutcome]]:
+    """Per-sample correctness (original, top deleted, each random control) and outcomes."""
     missing_labels = [sid for sid in chosen if sid not in labels]
     if missing_labels:
         log.warning("%d samples have no label in samples=; using their explanation's class instead (e.g. %r)",
                     len(missing_labels), missing_labels[0])
-    splits = check_splits(global_explanations, {sid: by_id.get(sid) for sid in chosen}, global_split=global_split,
-                          test_split=test_split, in_sample=in_sample)
-    source = ImageSource(by_id, images)
     cases = _cases(chosen, labels, global_explanations, modality, top_k, source,
                    embed_fn or getattr(classifier, "encode_images", None), radius_scale)
     log.info("%s/%s deletion test: %d of %d samples contain a top-%d global feature (%d held out)",
              model, modality, len(cases), len(chosen), top_k, sum(c.held_out for c in cases))
-    config = {"top_k": top_k, "fill": fill if isinstance(fill, str) else list(fill), "n_repeats": n_repeats,
-              "reach": reach, "seed": seed, "explained_samples": len(chosen), **splits,
-              "control": CONTROLS[modality], "radius_scale": radius_scale,
-              "ci": {"level": ci_level, "method": METHOD, "resamples": resamples}}
-    if not cases:
-        return DeletionRow(model, modality, 0, float("nan"), float("nan"), float("nan"), config=config)
-
     g_cfg = global_explanations.config
     case_, min_len = g_cfg.get("word_case", "upper"), int(g_cfg.get("min_word_length", 2))
     scored: list[list[bool]] = []
@@ -506,7 +625,11 @@ def deletion_test(
                 scored.append(ok)
                 outcomes.append(SampleOutcome(c.sample_id, c.label, ok[0], ok[1], float(np.mean(ok[2:])),
                                               len(c.deleted), held_out=c.held_out, **fact))
-    skipped = tuple(source.skipped)
+    return scored, outcomes
+
+
+def _finish(model: str, modality: str, scored: list[list[bool]], outcomes: list[SampleOutcome], config: dict,
+            ci_level: float, resamples: int, seed: int, skipped: tuple) -> DeletionRow:
     if not outcomes:
         return DeletionRow(model, modality, 0, float("nan"), float("nan"), float("nan"), config=config, skipped=skipped)
     row = _row(model, modality, np.array(scored, dtype=bool), outcomes, config, ci_level, resamples, seed)

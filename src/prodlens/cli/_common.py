@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help: str, example: s
     (``skips``: its description says how it reports skipped photos, :data:`SKIPS_HELP`)."""
     return sub.add_parser(
         name,
-        help=help,
+        help=help.replace("%", "%%"),  # argparse %-formats the command list's help; a literal "95%" broke --help
         description=help + (SKIPS_HELP if skips else ""),
         epilog=f"Example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,

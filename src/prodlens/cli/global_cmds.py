@@ -29,6 +29,16 @@ def _load_classifier(path: str) -> Any:
     return load_classifier(path)
 
 
+def _embedder(path: str) -> Any:
+    """The :class:`~prodlens.aggregate.ImageEmbedder` of a checkpoint (warns when pretrained only)."""
+    from prodlens.aggregate import image_embedder
+
+    try:
+        return image_embedder(_load_classifier(path), name=path)
+    except ValueError as e:
+        raise ProdlensError(f"--embed-model {path}: {e}") from None
+
+
 def _crop_size(classifier: Any, given: int | None) -> int | None:
     if given is not None:
         return given
@@ -59,15 +69,16 @@ def _global(args: argparse.Namespace) -> int:
     ds = read_dataset(args.data) if args.data else None
     explanations = _of_split(explanations, ds, args.split)
     modalities = tuple(args.modality)
-    embed_fn, crop_size = None, args.crop_size
+    embed_fn, crop_size, embedding = None, args.crop_size, None
     if "image" in modalities:
-        if not args.model:
+        source = args.embed_model or args.model
+        if not source:
             raise ProdlensError("image global explanations embed superpixels with the trained image model: "
-                                "pass --model CHECKPOINT, or --modality text")
+                                "pass --model CHECKPOINT (or --embed-model CHECKPOINT), or --modality text")
         if ds is None:
             raise ProdlensError("image global explanations need the photos: pass --data DATASET")
-        clf = _load_classifier(args.model)
-        embed_fn, crop_size = clf.encode_images, _crop_size(clf, args.crop_size)
+        embedding = _embedder(source)
+        embed_fn, crop_size = embedding, args.crop_size or embedding.crop_size
     try:
         explainer = GlobalExplainer(
             embed_fn,
@@ -90,6 +101,7 @@ def _global(args: argparse.Namespace) -> int:
     result = replace(explainer.global_, config={
         **explainer.global_.config, "model": args.model, "explanations": str(args.explanations), "data": args.data,
         "skipped": [list(x) for x in explainer.skipped_],
+        **({"embedding": embedding.describe()} if embedding is not None else {}),
     })
     path = write_json(result, args.out)
     for c in result:
@@ -117,13 +129,18 @@ def _deletion(args: argparse.Namespace) -> int:
     explanations = _of_split(load_explanations(args.explanations, which="all"), ds, args.split)
     clf = _load_classifier(args.model)
     name = args.name or Path(args.model).stem
+    # held-out photos are matched to the clusters in the embedding that built them
+    recorded = (g.config.get("embedding") or {}).get("model")
+    embed_source = args.embed_model or recorded
+    embed_fn = _embedder(embed_source) if embed_source and "image" in args.modality else None
     rows = []
     try:
         for m in args.modality:
             rows.append(deletion_test(
                 clf, g, explanations, ds.samples, modality=m, model=name, top_k=args.top_k,
                 fill=args.fill, n_repeats=args.repeats, seed=args.seed, global_split=args.global_split,
-                in_sample=args.in_sample, radius_scale=args.radius_scale, progress=not args.no_progress,
+                in_sample=args.in_sample, radius_scale=args.radius_scale, embed_fn=embed_fn,
+                progress=not args.no_progress,
             ))
     except ValueError as e:
         raise ProdlensError(str(e)) from None
@@ -162,6 +179,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("explanations", help="folder of explanation .json/.jsonl files (or one file)")
     p.add_argument("--data", help="dataset folder (photos and labels); needed for the image modality")
     p.add_argument("--model", help="trained checkpoint whose image encoder embeds the superpixels")
+    p.add_argument("--embed-model", help="embed the superpixels with this checkpoint instead of --model (e.g. an image "
+                   "model trained with --train-blocks 1: the paper found pretrained-only embeddings cluster poorly)")
     p.add_argument("-o", "--out", default="global.json", help="output JSON (default global.json)")
     p.add_argument("--modality", nargs="+", choices=("image", "text"), default=["image", "text"])
     p.add_argument("--which", choices=("true", "predicted", "all"), default="true",
@@ -195,6 +214,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--data", required=True, help="dataset folder (photos and labels)")
     d.add_argument("--model", required=True, help="trained checkpoint to test")
     d.add_argument("--name", help="model name in the table (default: checkpoint file name)")
+    d.add_argument("--embed-model", help="checkpoint that embeds held-out photos' superpixels (default: the one the "
+                   "global explanation records, else --model)")
     d.add_argument("-o", "--out", default="deletion.json", help="output JSON with {'rows': [...]} (default deletion.json)")
     d.add_argument("--append", action="store_true", help="add/replace this model's rows in an existing table")
     d.add_argument("--modality", nargs="+", choices=("image", "text"), default=["image", "text"])

@@ -9,13 +9,15 @@ from prodlens.cli._common import add_parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prodlens.pipeline import load_config, run_pipeline
+    from prodlens.pipeline import highlights, load_config, run_pipeline
 
     cfg = load_config(args.config).with_overrides(
         kind=args.executor, workers=args.workers, ray_address=args.ray_address, num_gpus=args.num_gpus,
     )
     summary = run_pipeline(cfg, progress=not args.no_progress)
     print(summary.text(), file=sys.stdout if summary.ok else sys.stderr)
+    for line in highlights(summary):
+        print(line)
     print(f"summary: {cfg.out_dir / 'summary.json'}")
     return 0 if summary.ok else 1
 
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "an interruption; finished work is skipped.",
         "prodlens run docs/pipeline.example.toml --executor ray --workers 4",
     )
-    p.add_argument("config", help="pipeline config (.toml or .json; see docs/pipeline.md)")
+    p.add_argument("config", help="pipeline config (.toml or .json; see docs/pipeline.md) or a shipped preset name (demo)")
     p.add_argument("--executor", choices=("local", "ray"), help="where the explain stage runs (default: the config's, else local)")
     p.add_argument("--workers", type=int, help="local processes or Ray actors explaining in parallel")
     p.add_argument("--ray-address", help="an existing Ray cluster (e.g. auto or ray://head:10001); default: start a local one")

@@ -1,5 +1,6 @@
 """The batch pipeline behind ``prodlens run CONFIG``: OCR -> train -> explain -> global ->
-deletion -> store, resumable at any point, on local processes or Ray actors.
+deletion -> store -> match, resumable at any point, on local processes or Ray actors.
+Shipped presets (``prodlens run demo``) are configs like any other (:func:`presets`).
 
 >>> from prodlens.pipeline import PipelineConfig
 >>> PipelineConfig.from_dict({"executor": {"kind": "ray", "workers": 4}}).executor.workers
@@ -8,7 +9,7 @@ deletion -> store, resumable at any point, on local processes or Ray actors.
 See ``docs/pipeline.md`` for the config file, what resuming guarantees, and Ray.
 """
 
-from prodlens.pipeline.config import STAGES, ConfigError, PipelineConfig, load_config, stage_key
+from prodlens.pipeline.config import STAGES, ConfigError, PipelineConfig, load_config, presets, stage_key
 from prodlens.pipeline.executors import (
     ExplainWorker,
     Outcome,
@@ -18,7 +19,7 @@ from prodlens.pipeline.executors import (
     WorkerSpec,
     make_executor,
 )
-from prodlens.pipeline.report import PipelineSummary, StageReport
+from prodlens.pipeline.report import PipelineSummary, StageReport, highlights
 from prodlens.pipeline.runner import run_pipeline
 from prodlens.pipeline.stages import item_file, pick_samples
 
@@ -38,6 +39,8 @@ __all__ = [
     "load_config",
     "make_executor",
     "pick_samples",
+    "highlights",
+    "presets",
     "run_pipeline",
     "stage_key",
 ]

@@ -12,7 +12,7 @@ given and what is allowed (close spellings suggested), before any work starts.
 Traceback (most recent call last):
 ...
 prodlens.pipeline.config.ConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'samples'? \
-Allowed: split, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality
+Allowed: split, classes, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality
 """
 
 from __future__ import annotations
@@ -31,7 +31,15 @@ from typing import Any
 from prodlens.errors import ProdlensError
 
 #: Stage names, in the order they run.
-STAGES = ("ocr", "train", "explain", "global", "deletion", "store")
+STAGES = ("ocr", "train", "explain", "global", "deletion", "store", "match")
+
+
+#: What early stopping may watch (``[train] select``).
+SELECT = ("train-fold", "val")
+#: The named ``[global] embedding`` choices (anything else is a checkpoint path).
+EMBEDDINGS = ("auto", "model", "adapted")
+#: How the deletion test keeps its tested photos out of the global features (``[deletion] holdout``).
+HOLDOUTS = ("crossfit", "none")
 
 
 class ConfigError(ProdlensError, ValueError):
@@ -94,7 +102,15 @@ class OcrConfig:
 class TrainSection:
     """Training (see :class:`~prodlens.train.TrainConfig`); ``checkpoint`` uses an
     existing checkpoint instead of training. ``backbone`` and ``head`` are passed to the
-    model factories (e.g. ``backbone = {input_size = 128}``)."""
+    model factories (e.g. ``backbone = {input_size = 128}``).
+
+    ``adapt_blocks`` > 0: two-stage training. First an image-only model is trained with
+    the image backbone's last ``adapt_blocks`` blocks (``adapt_epochs`` epochs, cosine
+    schedule); then ``model`` is trained on that adapted backbone. The adapted image
+    model is also what the global step embeds superpixels with (``[global] embedding``).
+    ``select``: what early stopping watches, ``"train-fold"`` (the last 10% of each
+    train class; val stays untouched until the one evaluation at the end) or ``"val"``
+    (the paper's protocol; the reported val accuracy is then optimistic)."""
 
     model: str = "concat"
     image_backbone: str = "efficientnet_lite0"
@@ -108,9 +124,17 @@ class TrainSection:
     lr: float | None = None
     batch_size: int | None = None
     checkpoint: str = ""
+    adapt_blocks: int = 0
+    adapt_epochs: int = 8
+    select: str = "train-fold"
 
     def __post_init__(self) -> None:
         _check("train", self.mode in ("fast", "finetune"), "mode", "'fast' or 'finetune'", self.mode)
+        _check("train", self.adapt_blocks >= 0, "adapt_blocks", "an int >= 0 (0: one-stage training)", self.adapt_blocks)
+        _check("train", self.adapt_epochs >= 1, "adapt_epochs", "an int >= 1", self.adapt_epochs)
+        _check("train", self.select in SELECT, "select", "'train-fold' or 'val'", self.select)
+        _check("train", not (self.adapt_blocks and self.model == "text"), "adapt_blocks",
+               "0 for a text-only model (it has no image backbone to adapt)", self.adapt_blocks)
         _check("train", self.views >= 1, "views", "an int >= 1 (view 0 is the plain photo)", self.views)
         for name in ("epochs", "patience", "batch_size"):
             v = getattr(self, name)
@@ -120,11 +144,13 @@ class TrainSection:
 
 @dataclass(frozen=True)
 class ExplainConfig:
-    """Multimodal LIME over every photo of ``split`` (``limit`` > 0: the first that many,
-    spread over classes). ``targets``: ``"auto"`` explains the predicted class and the
-    true class when they differ; ``"all"`` every class."""
+    """Multimodal LIME over every photo of ``split`` (``classes``: only photos of these
+    classes; ``limit`` > 0: the first that many, spread over classes). ``targets``:
+    ``"auto"`` explains the predicted class and the true class when they differ;
+    ``"all"`` every class."""
 
     split: str = "val"
+    classes: list[str] = field(default_factory=list)
     limit: int = 0
     samples: int = 300
     early_stop: bool = True
@@ -162,9 +188,17 @@ class ExplainConfig:
 
 @dataclass(frozen=True)
 class GlobalConfig:
-    """Per-class global explanations (:class:`~prodlens.aggregate.GlobalExplainer`)."""
+    """Per-class global explanations (:class:`~prodlens.aggregate.GlobalExplainer`).
+
+    ``embedding``: the image model that embeds superpixel crops for clustering:
+    ``"auto"`` (the adapted image model of ``[train] adapt_blocks`` when there is one,
+    else the run's model), ``"model"`` (the run's model), ``"adapted"`` (the adapted
+    image model; an error without ``adapt_blocks``) or a checkpoint path. A
+    pretrained-only backbone is used with a warning (the paper found it clusters
+    poorly); the global result records which model embedded."""
 
     enabled: bool = True
+    embedding: str = "auto"
     modalities: list[str] = field(default_factory=lambda: ["image", "text"])
     top_k_local: int = 3
     max_features: int = 10
@@ -176,15 +210,27 @@ class GlobalConfig:
         for name in ("top_k_local", "max_features", "min_support"):
             _check("global", getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
         _check("global", self.min_cluster_size >= 2, "min_cluster_size", "an int >= 2 (HDBSCAN)", self.min_cluster_size)
+        _check("global", bool(self.embedding), "embedding", "'auto', 'model', 'adapted' or a checkpoint path",
+               self.embedding)
 
 
 @dataclass(frozen=True)
 class DeletionConfig:
     """The deletion test (:func:`~prodlens.aggregate.deletion_test`); needs the global stage.
-    ``in_sample``: what to do when the tested photos are those the global features were
-    built on (``"warn"``, ``"error"`` or ``"allow"``); the result states the splits."""
+
+    ``holdout``: ``"crossfit"`` (default) deals the explained photos into ``folds``
+    folds and tests each against global features built on the others
+    (:func:`~prodlens.aggregate.crossfit_deletion_test`), so no photo tests a selection
+    it took part in; ``"none"`` tests the global features of the whole run on the photos
+    they were built on, and ``in_sample`` says what then happens (``"warn"``,
+    ``"error"`` or ``"allow"``). The result states which. ``radius_scale``: a held-out
+    photo's superpixel belongs to an image cluster within this many cluster radii
+    (:class:`~prodlens.aggregate.ImageMatcher`)."""
 
     enabled: bool = True
+    holdout: str = "crossfit"
+    folds: int = 2
+    radius_scale: float = 1.0
     modalities: list[str] = field(default_factory=lambda: ["image", "text"])
     top_k: int = 3
     fill: str = "black"
@@ -196,8 +242,35 @@ class DeletionConfig:
         _check("deletion", self.top_k >= 1, "top_k", "an int >= 1", self.top_k)
         _check("deletion", self.fill in ("mean", "black", "blur"), "fill", "'mean', 'black' or 'blur'", self.fill)
         _check("deletion", self.repeats >= 1, "repeats", "an int >= 1", self.repeats)
+        _check("deletion", self.holdout in HOLDOUTS, "holdout", "'crossfit' or 'none'", self.holdout)
+        _check("deletion", self.folds >= 2, "folds", "an int >= 2", self.folds)
+        _check("deletion", self.radius_scale > 0, "radius_scale", "a number > 0", self.radius_scale)
         _check("deletion", self.in_sample in ("warn", "error", "allow"), "in_sample", "'warn', 'error' or 'allow'",
                self.in_sample)
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Product matching (:func:`~prodlens.match.evaluate_matching`): every ``queries``
+    photo against the ``gallery`` photos with the zero-shot embedding of ``kind``
+    (``"fused"``, ``"image"`` or ``"text"``; ``text_weight`` for fused), stored as the
+    run ``{name}-match``. ``explain``: also explain why the correctly matched query with
+    the most OCR words matches (RISE saliency, shared words; ~40 s on 2 CPU cores)."""
+
+    enabled: bool = False
+    kind: str = "fused"
+    text_weight: float = 0.2
+    queries: str = "val"
+    gallery: str = "train"
+    explain: bool = False
+
+    def __post_init__(self) -> None:
+        _check("match", self.kind in ("fused", "image", "text"), "kind", "'fused', 'image' or 'text'", self.kind)
+        _check("match", 0.0 <= self.text_weight <= 1.0, "text_weight", "between 0 and 1", self.text_weight)
+        for name in ("queries", "gallery"):
+            v = getattr(self, name)
+            _check("match", v in ("train", "val", "test") or (name == "gallery" and v == "iconic"), name,
+                   "'train', 'val' or 'test'" + (" or 'iconic'" if name == "gallery" else ""), v)
 
 
 @dataclass(frozen=True)
@@ -229,7 +302,7 @@ def _check_modalities(section: str, mods: list[str]) -> None:
 
 _SECTIONS: dict[str, type] = {
     "data": DataConfig, "ocr": OcrConfig, "train": TrainSection, "explain": ExplainConfig,
-    "global": GlobalConfig, "deletion": DeletionConfig, "executor": ExecutorConfig,
+    "global": GlobalConfig, "deletion": DeletionConfig, "match": MatchConfig, "executor": ExecutorConfig,
 }
 _TOP = ("name", "out", "store", "cache_dir", "seed")
 
@@ -259,6 +332,7 @@ class PipelineConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     global_: GlobalConfig = field(default_factory=GlobalConfig)
     deletion: DeletionConfig = field(default_factory=DeletionConfig)
+    match: MatchConfig = field(default_factory=MatchConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     source: str = field(default="<dict>", compare=False)
 
@@ -321,6 +395,8 @@ class PipelineConfig:
         return dataclasses.replace(
             self, out=rel(self.out), store=rel(self.store), cache_dir=rel(self.cache_dir), data=data,
             train=dataclasses.replace(self.train, checkpoint=rel(self.train.checkpoint)),
+            global_=dataclasses.replace(self.global_, embedding=self.global_.embedding if self.global_.embedding in
+                                        EMBEDDINGS else rel(self.global_.embedding)),
         )
 
     def with_overrides(self, **executor: Any) -> PipelineConfig:
@@ -381,8 +457,21 @@ def _typed(section: str, cls: type, name: str, value: Any) -> Any:
     _fail(section, f"{name} must be {article} {names}; got {value!r} ({type(value).__name__})")
 
 
+def presets() -> dict[str, Path]:
+    """The configs shipped with prodlens (``prodlens run NAME`` runs one), by name.
+
+    >>> sorted(presets())
+    ['demo']
+    """
+    folder = Path(__file__).with_name("presets")
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
 def load_config(path: str | Path) -> PipelineConfig:
     """Read a ``.toml`` or ``.json`` pipeline config; relative paths are relative to it.
+
+    ``path`` may also name a shipped preset (:func:`presets`, e.g. ``"demo"``); its
+    relative paths are relative to the current folder.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "run.toml"
@@ -390,10 +479,16 @@ def load_config(path: str | Path) -> PipelineConfig:
     >>> cfg = load_config(p)
     >>> cfg.name, cfg.explain.samples, cfg.out_dir == p.parent / "work/pipeline"
     ('tiny', 64, True)
+    >>> load_config("demo").out
+    'work/demo'
     """
     path = Path(path)
+    base: Path | None = None
+    if not path.is_file() and str(path) in presets():
+        path, base = presets()[str(path)], Path(".")
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass a .toml or .json file (see docs/pipeline.md)")
+        raise ConfigError(f"{path}: config file not found; pass a .toml or .json file (see docs/pipeline.md) "
+                          f"or a preset name ({', '.join(presets())})")
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".json":
@@ -404,7 +499,7 @@ def load_config(path: str | Path) -> PipelineConfig:
             raise ConfigError(f"{path}: unknown config format {path.suffix!r}; name it .toml or .json")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e}); fix the file") from None
-    return PipelineConfig.from_dict(raw, source=str(path), base=path.resolve().parent)
+    return PipelineConfig.from_dict(raw, source=str(path), base=base if base is not None else path.resolve().parent)
 
 
 def _jsonable(x: Any) -> Any:

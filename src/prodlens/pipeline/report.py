@@ -89,3 +89,57 @@ class PipelineSummary:
     def to_dict(self) -> dict:
         return {"run": self.run, "ok": self.ok, "store": self.store, "seconds": round(self.seconds, 3),
                 "stages": [r.to_dict() for r in self.stages]}
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _ci(v: list | None) -> str:
+    return f" [95% CI {v[0]:.0%}-{v[1]:.0%}]" if v else ""
+
+
+def highlights(summary: PipelineSummary) -> list[str]:
+    """What a run found, in a few lines (accuracies, explanations, global views, deletion,
+    matching), from the stages' outputs; stages that did not run are left out.
+
+    >>> s = PipelineSummary("r", (StageReport("train", outputs={"val_top1": 0.8, "val_n": 10}),))
+    >>> highlights(s)
+    ['model: val top-1 80% (10 photos, evaluated once)']
+    """
+    by = {r.stage: r for r in summary.stages if r.status == "ok"}
+    out: list[str] = []
+    t = by.get("train")
+    if t is not None and "val_top1" in t.outputs:
+        o = t.outputs
+        line = f"model: val top-1 {_pct(o['val_top1'])}{_ci(o.get('val_top1_ci95'))} ({o.get('val_n', '?')} photos, evaluated once)"
+        if "image_val_top1" in o:
+            line += f"; image-only (adapted backbone) {_pct(o['image_val_top1'])}{_ci(o.get('image_val_top1_ci95'))}"
+        out.append(line)
+    e = by.get("explain")
+    if e is not None and e.outputs.get("photos"):
+        o = e.outputs
+        out.append(f"explained {o['photos']} photos ({', '.join(o.get('classes', [])) or '-'}): {o['explanations']} "
+                   f"explanations, {o['misclassified']} misclassified photos explained for their true and predicted "
+                   f"class; {o['seconds_per_photo']:.1f} s per photo, {o['encoder_passes']:.0f} encoder passes on average")
+        if o.get("scored"):
+            flags = f" ({', '.join(o['flags'])})" if o.get("flags") else ""
+            out.append(f"quality: {o['flagged']} of {o['scored']} explanations flagged{flags}")
+    g = by.get("global")
+    if g is not None and "classes" in g.outputs:
+        o = g.outputs
+        emb = o.get("embedding") or {}
+        how = "" if not emb else f"; superpixels embedded by {'a trained' if emb.get('trained') else 'a PRETRAINED-ONLY'} image model"
+        out.append(f"global: {o['classes']} classes, {o.get('image_clusters', 0)} image clusters, "
+                   f"{o.get('word_groups', 0)} word groups{how}")
+    d = by.get("deletion")
+    if d is not None:
+        for row in d.outputs.get("rows", []):
+            out.append(f"deletion test ({row['modality']}, {row['samples']} photos, held out): accuracy drop "
+                       f"{_pct(row['top_drop'])} deleting the top global features vs {_pct(row['random_drop'])} random")
+    m = by.get("match")
+    if m is not None and "top1" in m.outputs:
+        o = m.outputs
+        out.append(f"matching: {o['queries']} queries against {o['gallery']} gallery photos, top-1 {_pct(o['top1'])}, "
+                   f"top-5 {_pct(o['top5'])} (run {o['run']})")
+    return out

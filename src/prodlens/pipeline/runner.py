@@ -16,11 +16,12 @@ from prodlens.pipeline.stages import STAGE_FUNCTIONS, Context
 log = logging.getLogger(__name__)
 
 #: The stage each stage reads from; when that one did not finish, this one is not run.
-NEEDS = {"train": "ocr", "explain": "train", "global": "explain", "deletion": "global", "store": "explain"}
+NEEDS = {"train": "ocr", "explain": "train", "global": "explain", "deletion": "global", "store": "explain",
+         "match": "ocr"}
 
 
 def _enabled(cfg: PipelineConfig, stage: str) -> bool:
-    return {"global": cfg.global_.enabled, "deletion": cfg.deletion.enabled}.get(stage, True)
+    return {"global": cfg.global_.enabled, "deletion": cfg.deletion.enabled, "match": cfg.match.enabled}.get(stage, True)
 
 
 def run_pipeline(config: PipelineConfig | str | Path, *, progress: bool = True) -> PipelineSummary:

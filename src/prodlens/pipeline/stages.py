@@ -51,6 +51,7 @@ class Context:
     dataset: Dataset | None = None
     keys: dict[str, str] = field(default_factory=dict)
     checkpoint: Path | None = None
+    adapted: Path | None = None  #: the two-stage image model (``[train] adapt_blocks``)
     explained: dict[str, Path] = field(default_factory=dict)  #: sample id -> result file
     global_path: Path | None = None
     deletion_path: Path | None = None
@@ -217,9 +218,12 @@ def stage_ocr(ctx: Context) -> StageReport:
 
 
 def stage_train(ctx: Context) -> StageReport:
-    """Train the model (or take ``train.checkpoint``); skipped when its checkpoint exists."""
-    from prodlens.train import TrainConfig, train_model
+    """Train the model (or take ``train.checkpoint``); skipped when its checkpoint exists.
 
+    With ``adapt_blocks`` it trains an image-only model with the backbone's last blocks
+    first, then ``model`` on that adapted backbone (two-stage). Early stopping watches a
+    fold of train (``select = "train-fold"``), so val is evaluated once, at the end.
+    """
     cfg, t = ctx.config, ctx.config.train
     assert ctx.dataset is not None
     if t.checkpoint:
@@ -231,21 +235,50 @@ def stage_train(ctx: Context) -> StageReport:
     key = stage_key(t, ctx.keys["dataset"], cfg.seed)
     report = _timed("train", key)
     path = ctx.out / "models" / f"{t.model}-{key}.pt"
-    ctx.checkpoint, ctx.keys["train"] = path, key
-    if path.is_file():
-        return report(skipped=1, outputs={"checkpoint": str(path)})
+    adapted = ctx.out / "models" / f"image-adapted-{key}.pt" if t.adapt_blocks else None
+    ctx.checkpoint, ctx.adapted, ctx.keys["train"] = path, adapted, key
+    metrics_file = path.with_suffix(".metrics.json")
+    if path.is_file() and (adapted is None or adapted.is_file()) and metrics_file.is_file():
+        return report(skipped=1, outputs={"checkpoint": str(path), **json.loads(metrics_file.read_text())})
     from prodlens.data.images import openable
 
     bad: list[Skip] = []  # an unreadable training photo is reported, not fatal
     train, val = (openable(ctx.dataset.split(sp), bad) for sp in ("train", "val"))
     if not len(train):
         raise BadInputError(cfg.source, "no training photos (split 'train' is empty)", "check [data]")
+    watch = val if t.select == "val" and len(val) else None  # None: the trainer holds out a fold of train
+    common = {"seed": cfg.seed, "feature_cache": str(cfg.cache_path / "features")}
+    outputs: dict[str, Any] = {"select": t.select}
+    if adapted is not None:
+        from prodlens.train import TrainConfig, train_model
+
+        ac = TrainConfig(mode="fast", views=t.views, train_blocks=t.adapt_blocks, epochs=t.adapt_epochs,
+                         schedule="cosine", label_smoothing=0.1, batch_size=32, **common)
+        res = train_model(train, watch, model="image", image_backbone=t.image_backbone, backbone_cfg=dict(t.backbone),
+                          config=ac, out=adapted, progress=ctx.progress)
+        outputs.update({"adapted_checkpoint": str(adapted), **_val_metrics("image_val", res.classifier, val)})
+    from prodlens.train import TrainConfig, train_model
+
     tc = TrainConfig(mode=t.mode, views=t.views, epochs=t.epochs, patience=t.patience, lr=t.lr, batch_size=t.batch_size,
-                     seed=cfg.seed, feature_cache=str(cfg.cache_path / "features"))
-    res = train_model(train, val if len(val) else None, model=t.model, image_backbone=t.image_backbone,
+                     init_from=str(adapted) if adapted is not None else None, **common)
+    res = train_model(train, watch, model=t.model, image_backbone=t.image_backbone,
                       text_backbone=t.text_backbone, head_cfg=dict(t.head), backbone_cfg=dict(t.backbone),
                       config=tc, out=path, progress=ctx.progress)
-    return report(done=1, failed=tuple(bad), outputs={"checkpoint": str(path), "val_top1": res.metrics.get("val_top1")})
+    outputs.update(_val_metrics("val", res.classifier, val))
+    with atomic_write(metrics_file) as f:
+        json.dump(outputs, f)
+    return report(done=1, failed=tuple(bad), outputs={"checkpoint": str(path), **outputs})
+
+
+def _val_metrics(prefix: str, classifier: Any, val: Dataset) -> dict[str, Any]:
+    """Top-1 on val, evaluated once, with its 95% Wilson interval (nothing when val is empty)."""
+    if not len(val):
+        return {}
+    from prodlens.train.metrics import evaluate
+
+    rep = evaluate(classifier, val, progress=False)
+    low, high = rep.top1_interval()
+    return {f"{prefix}_top1": rep.top1, f"{prefix}_top1_ci95": [low, high], f"{prefix}_n": rep.n}
 
 
 #: Crash-safety tests set this to N: the run kills itself (SIGKILL, no clean-up) right after the
@@ -284,9 +317,16 @@ def stage_explain(ctx: Context) -> StageReport:
     folder.mkdir(parents=True, exist_ok=True)
     _clear_partial(folder)
     try:
-        chosen = pick_samples(ctx.dataset.split(e.split).samples, e.limit)
+        pool = ctx.dataset.split(e.split).samples
     except ValueError as err:
         raise BadInputError(cfg.source, f"[explain] split: {err}", "use train, val or test") from None
+    if e.classes:
+        unknown = sorted(set(e.classes) - set(ctx.dataset.classes.names))
+        if unknown:
+            raise BadInputError(cfg.source, f"[explain] classes: unknown class {unknown[0]!r}",
+                                "use names from the dataset's classes.json")
+        pool = [s for s in pool if s.label in set(e.classes)]
+    chosen = pick_samples(pool, e.limit)
 
     store = ctx.store()
     store.add_samples(ctx.dataset.samples)
@@ -327,7 +367,29 @@ def stage_explain(ctx: Context) -> StageReport:
                 bar.set_postfix(done=done, failed=len(failed))
     finally:
         bar.close()
-    return report(done=done, skipped=skipped, failed=tuple(failed), outputs={"folder": str(folder)})
+    return report(done=done, skipped=skipped, failed=tuple(failed),
+                  outputs={"folder": str(folder), **_explain_facts(ctx, e.samples)})
+
+
+def _explain_facts(ctx: Context, max_masks: int) -> dict[str, Any]:
+    """What the explained photos add up to (for the summary): counts, cost, quality flags."""
+    records = [_read_result(ctx.explained[sid]) for sid in sorted(ctx.explained)]
+    if not records:
+        return {"photos": 0}
+    exps = [x for r in records for x in r.get("explanations", [])]
+    passes = [r.get("stats", {}).get("n_image_encodes", 0) + r.get("stats", {}).get("n_text_encodes", 0) for r in records]
+    flagged = [x for x in exps if (x.get("quality") or {}).get("flags")]
+    return {
+        "photos": len(records), "explanations": len(exps),
+        "misclassified": sum(bool(r.get("misclassified")) for r in records),
+        "seconds_per_photo": float(np.mean([r.get("seconds", 0.0) for r in records])),
+        "surrogate_rows": float(np.mean([r.get("n_samples", 0) for r in records])),
+        "encoder_passes": float(np.mean(passes)), "max_image_masks": max_masks,
+        "scored": sum(x.get("quality") is not None for x in exps), "flagged": len(flagged),
+        "flags": sorted({f for x in flagged for f in x["quality"]["flags"]}),
+        "classes": sorted({str(ctx.dataset.by_id()[r["sample_id"]].label) for r in records  # type: ignore[union-attr]
+                           if r["sample_id"] in ctx.dataset.by_id()}),  # type: ignore[union-attr]
+    }
 
 
 def _crop_size(classifier: Any) -> int:
@@ -353,9 +415,44 @@ def _one_file_stage(ctx: Context, name: str, section: object, *upstream: object)
     return _timed(name, key), ctx.out / name / f"{key}.json"
 
 
+def embedder(ctx: Context) -> Any:
+    """The :class:`~prodlens.aggregate.ImageEmbedder` of ``[global] embedding`` (see
+    :class:`~prodlens.pipeline.config.GlobalConfig`); warns when it is pretrained only."""
+    from prodlens.aggregate import image_embedder
+    from prodlens.pipeline.executors import load_model
+
+    choice = ctx.config.global_.embedding
+    if choice == "adapted" and ctx.adapted is None:
+        raise BadInputError(ctx.config.source, "[global] embedding = 'adapted' but no adapted image model is trained",
+                            "set [train] adapt_blocks = 1, or embedding = 'auto'")
+    if choice in ("adapted", "auto") and ctx.adapted is not None:
+        path = ctx.adapted
+    elif choice in ("model", "auto"):
+        path = ctx.checkpoint
+    else:
+        path = Path(choice)
+        if not path.is_file():
+            raise BadInputError(path, "[global] embedding checkpoint not found", "train one or use 'auto'")
+    assert path is not None
+    return image_embedder(load_model(str(path), ctx.config.explain.device), name=str(path))
+
+
+def _global_explainer(ctx: Context, embed: Any) -> Any:
+    from prodlens.aggregate import GlobalExplainer
+
+    g = ctx.config.global_
+    return GlobalExplainer(
+        embed if "image" in g.modalities else None, modalities=tuple(g.modalities), top_k_local=g.top_k_local,
+        max_features=g.max_features, min_support=g.min_support, min_cluster_size=g.min_cluster_size,
+        crop_size=embed.crop_size if embed is not None else 224, progress=ctx.progress,
+    )
+
+
 def stage_global(ctx: Context) -> StageReport:
     """Per-class global explanations from every sample's own-class explanation."""
-    from prodlens.aggregate import GlobalExplainer, write_json
+    from dataclasses import replace
+
+    from prodlens.aggregate import write_json
 
     g = ctx.config.global_
     report, path = _one_file_stage(ctx, "global", g, ctx.keys["explain"], sorted(ctx.explained))
@@ -365,19 +462,25 @@ def stage_global(ctx: Context) -> StageReport:
     exps = _own_class_explanations(ctx)
     if not exps:
         raise BadInputError(ctx.out / "explanations", "no explanations to aggregate", "see the explain stage's failures")
-    clf = ctx.classifier()
     assert ctx.dataset is not None
-    explainer = GlobalExplainer(
-        clf.encode_images, modalities=tuple(g.modalities), top_k_local=g.top_k_local, max_features=g.max_features,
-        min_support=g.min_support, min_cluster_size=g.min_cluster_size, crop_size=_crop_size(clf), progress=ctx.progress,
-    ).fit(exps, ctx.dataset.by_id())
-    write_json(explainer.global_, path)
-    return report(done=1, failed=explainer.skipped_, outputs={"global": str(path), "classes": len(explainer.global_)})
+    embed = embedder(ctx) if "image" in g.modalities else None
+    explainer = _global_explainer(ctx, embed).fit(exps, ctx.dataset.by_id())
+    result = explainer.global_
+    if embed is not None:
+        result = replace(result, config={**result.config, "embedding": embed.describe()})
+    write_json(result, path)
+    n_img = sum(len(c.image) for c in result)
+    return report(done=1, failed=explainer.skipped_, outputs={
+        "global": str(path), "classes": len(result), "image_clusters": n_img,
+        "word_groups": sum(len(c.text) for c in result),
+        **({"embedding": embed.describe()} if embed is not None else {}),
+    })
 
 
 def stage_deletion(ctx: Context) -> StageReport:
-    """The deletion test per modality against the global explanations."""
-    from prodlens.aggregate import DeletionTable, deletion_test, read_global, write_json
+    """The deletion test per modality against the global explanations: each photo against
+    features built without it (``holdout = "crossfit"``), or in-sample (``"none"``)."""
+    from prodlens.aggregate import DeletionTable, crossfit_deletion_test, deletion_test, read_global, write_json
 
     d, cfg = ctx.config.deletion, ctx.config
     report, path = _one_file_stage(ctx, "deletion", d, ctx.keys["global"], cfg.seed)
@@ -385,16 +488,37 @@ def stage_deletion(ctx: Context) -> StageReport:
     if path.is_file():
         return report(skipped=1, outputs={"deletion": str(path)})
     assert ctx.global_path is not None and ctx.dataset is not None
-    glob = read_global(ctx.global_path)
     exps = [x for sid in sorted(ctx.explained) for x in _explanations(_read_result(ctx.explained[sid]), sid)]
-    rows = tuple(
-        deletion_test(ctx.classifier(), glob, exps, ctx.dataset.by_id(), modality=m, model=cfg.train.model,
-                      top_k=d.top_k, fill=d.fill, n_repeats=d.repeats, seed=cfg.seed, in_sample=d.in_sample,
-                      progress=ctx.progress)
-        for m in d.modalities
-    )
+    clf = ctx.classifier()
+    common = {"model": cfg.train.model, "top_k": d.top_k, "fill": d.fill, "n_repeats": d.repeats, "seed": cfg.seed,
+              "radius_scale": d.radius_scale, "progress": ctx.progress}
+    if d.holdout == "crossfit":
+        embed = embedder(ctx).memoised() if "image" in ctx.config.global_.modalities else None
+        own_ids = {(e.sample_id, e.target) for e in _own_class_explanations(ctx)}
+
+        def fit_global(fold: list[Explanation]) -> Any:  # as the global stage: each photo's own-class explanation
+            mine = [e for e in fold if (e.sample_id, e.target) in own_ids]
+            return _global_explainer(ctx, embed).fit(mine, ctx.dataset.by_id()).global_  # type: ignore[union-attr]
+
+        rows = tuple(
+            crossfit_deletion_test(clf, fit_global, exps, ctx.dataset.by_id(), modality=m, folds=d.folds,
+                                   embed_fn=embed, **common)
+            for m in d.modalities
+        )
+    else:
+        glob = read_global(ctx.global_path)
+        embed = embedder(ctx) if "image" in ctx.config.global_.modalities else None
+        rows = tuple(
+            deletion_test(clf, glob, exps, ctx.dataset.by_id(), modality=m, in_sample=d.in_sample, embed_fn=embed,
+                          **common)
+            for m in d.modalities
+        )
     write_json(DeletionTable(rows), path)
-    return report(done=len(rows), failed=tuple(sorted({x for r in rows for x in r.skipped})), outputs={"deletion": str(path)})
+    return report(done=len(rows), failed=tuple(sorted({x for r in rows for x in r.skipped})), outputs={
+        "deletion": str(path),
+        "rows": [{"modality": r.modality, "samples": r.samples, "top_drop": r.top_drop.estimate if r.top_drop else None,
+                  "random_drop": r.random_drop.estimate if r.random_drop else None} for r in rows],
+    })
 
 
 def stage_store(ctx: Context) -> StageReport:
@@ -427,8 +551,44 @@ def stage_store(ctx: Context) -> StageReport:
                                          "predictions": summary.n_predictions})
 
 
+def stage_match(ctx: Context) -> StageReport:
+    """Product matching: every ``queries`` photo against the ``gallery`` (zero-shot
+    embedding on the cached backbone features), stored as the run ``{name}-match``;
+    with ``explain``, why the correctly matched query with the most OCR words matches."""
+    from prodlens.match import evaluate_matching, explain_dataset_match, zero_shot
+    from prodlens.store import save_match_explanation, save_retrieval
+
+    m, cfg = ctx.config.match, ctx.config
+    assert ctx.dataset is not None
+    key = stage_key(m, ctx.keys["dataset"], cfg.seed)
+    report = _timed("match", key)
+    ds, cache = ctx.dataset, cfg.cache_path / "features"
+    emb = zero_shot(m.kind, m.text_weight)
+    res = evaluate_matching(ds, emb, queries=m.queries, gallery=m.gallery, ks=(1, 5), cache_dir=cache,
+                            progress=ctx.progress)
+    store = ctx.store()
+    run = store.add_run(f"{cfg.name}-match", model=f"zero_shot/{m.kind}", dataset=ctx.out / "dataset" / "manifest.jsonl",
+                        classes=ds.classes.names, config={k: v for k, v in res.config.items() if k != "gallery_ids"},
+                        if_exists="replace")
+    save_retrieval(store, run, res, ds)
+    outputs: dict[str, Any] = {"run": run.name, "queries": res.n_queries, "gallery": res.n_gallery,
+                               "top1": res.top1, "top5": res.top5}
+    if m.explain and res.n_queries:
+        gallery, by_id = res.config["gallery_ids"], ds.by_id()
+        correct = [(q, gallery[int(n[0])]) for q, n in zip(res.query_ids, res.neighbors)
+                   if by_id[gallery[int(n[0])]].label == by_id[q].label]
+        query, match = max(correct or [(res.query_ids[0], gallery[int(res.neighbors[0][0])])],
+                           key=lambda qm: (len(by_id[qm[0]].tokens), qm[0]))
+        why = explain_dataset_match(ds, query, match_id=match, embedding=emb, kind=m.kind, cache_dir=cache,
+                                    progress=False, n_masks=32, deletion_steps=4, n_random=1, batch_size=32,
+                                    seed=cfg.seed)
+        save_match_explanation(store, run, why.explanation, why.query, why.match)
+        outputs["explained"] = why.explanation.summary()
+    return report(done=res.n_queries, outputs=outputs)
+
+
 #: Stage functions in order; the runner calls them with one :class:`Context`.
 STAGE_FUNCTIONS: Sequence[tuple[str, Any]] = (
     ("ocr", stage_ocr), ("train", stage_train), ("explain", stage_explain),
-    ("global", stage_global), ("deletion", stage_deletion), ("store", stage_store),
+    ("global", stage_global), ("deletion", stage_deletion), ("store", stage_store), ("match", stage_match),
 )

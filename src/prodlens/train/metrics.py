@@ -67,11 +67,37 @@ class EvalReport:
         accs = [c.accuracy for c in self.per_class if c.n]
         return float(np.mean(accs)) if accs else float("nan")
 
+    def top1_interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Wilson score interval of :attr:`top1` over the ``n`` scored photos.
+
+        >>> r = EvalReport(34, 28 / 34, 1.0, (), ())
+        >>> tuple(round(x, 3) for x in r.top1_interval())
+        (0.665, 0.917)
+        """
+        return wilson_interval(round(self.top1 * self.n), self.n, level)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean_class_accuracy"] = self.mean_class_accuracy
         d["per_class"] = [{**asdict(c), "accuracy": c.accuracy} for c in self.per_class]
         return d
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (``(nan, nan)`` when ``n`` is 0).
+
+    >>> tuple(round(x, 3) for x in wilson_interval(7, 10))
+    (0.397, 0.892)
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def evaluate_probs(

@@ -51,8 +51,8 @@ def stratified_holdout(ds: Dataset, fraction: float, seed: int = 0, by: str = "t
     ``by="tail"`` holds out the last samples of each class in id order: product photos
     are usually shot in sequences of near-identical frames, and a random hold-out
     would keep a near-copy of every held-out photo in train (making early stopping
-    stop too early). ``by="random"`` draws them at random. Classes with a single
-    sample stay in train.
+    stop too early). ``by="random"`` draws them at random. A class with at least two
+    samples holds out at least one; classes with a single sample stay in train.
 
     >>> from prodlens.data.types import ClassList
     >>> ds = Dataset([ProductSample(f"{i:02d}", "x.jpg", "ab"[i % 2]) for i in range(20)], ClassList.from_names("ab"))
@@ -68,7 +68,7 @@ def stratified_holdout(ds: Dataset, fraction: float, seed: int = 0, by: str = "t
         by_class.setdefault(str(s.label), []).append(i)
     held: list[int] = []
     for idx in by_class.values():
-        k = int(round(len(idx) * fraction)) if len(idx) > 1 else 0
+        k = max(1, int(round(len(idx) * fraction))) if len(idx) > 1 else 0
         if k == 0:
             continue
         if by == "tail":
@@ -136,6 +136,9 @@ class Trainer:
         _check_dataset(train, "training")
         if val is None:
             train, val = stratified_holdout(train, cfg.val_fraction, cfg.seed, cfg.holdout)
+            if not len(val):
+                raise ConfigError("no class has two training photos, so no early-stopping fold can be held out of "
+                                  "train: pass a validation set, or add photos")
             log.info("no validation set given: holding out %d of the training samples", len(val))
         else:
             _check_dataset(val, "validation")
