@@ -340,14 +340,19 @@ def test_callbacks_give_complete_outputs_and_survive_bad_input(ex):
     assert out[4]["value"] is not None and out[5]["value"] is not None  # two explanation panels
     gallery, _ = cb.on_gallery("baseline", "Arla-Standard-Milk")
     assert len(gallery) == 2
-    assert len(out) == 1 + 7 + 4 and isinstance(out[8], str) and out[8] and out[9] is not None  # quality note + curves
+    assert len(out) == 1 + 7 + 4 and out[8]["value"] and out[9]["value"] is not None  # quality note + curves
+    assert out[8]["visible"] and out[9]["visible"]
+    right = cb.on_class("baseline", "Oatly-Oat-Milk")  # a correct one: no second panel, hidden rather than empty
+    assert right[5]["value"] is None and right[5]["visible"] is False and right[11]["visible"] is False
     ordered, note = cb.on_gallery("baseline", "Arla-Standard-Milk", "stability, worst first", "trusted only")
     assert "trusted only" in note and all("quality ok" in caption for _, caption in ordered)
     assert cb.on_gallery("baseline", "Arla-Standard-Milk", "nonsense", None)[0]  # unknown choices fall back
     qv = cb.on_quality("baseline", "Arla-Standard-Milk")
-    assert len(qv) == 1 + 4 + 1 and "flagged" in qv[0] and all(img is not None for img in qv[1:5]) and len(qv[5]) == 4
+    assert len(qv) == 1 + 4 + 1 and "flagged" in qv[0] and all(u["value"] is not None and u["visible"] for u in qv[1:5]) and len(qv[5]) == 4
     g = cb.on_global("baseline", "Arla-Standard-Milk")
-    assert len(g) == 1 + 2 * 5 + 1 and g[2] is not None
+    assert len(g) == 1 + 2 * 5 + 1 and g[2]["value"] is not None and g[2]["visible"]
+    n_img = len(ex.global_view("baseline", "Arla-Standard-Milk").image_features)
+    assert all(u["visible"] is False for u in g[1 + 2 * n_img:-1])  # unused slots are hidden, not empty frames
     run_hist, cls_hist, _ = cb.on_histogram("baseline", "Arla-Standard-Milk")
     assert run_hist["explanations"].sum() == 7 and cls_hist["explanations"].sum() == 2
     cmp = cb.on_compare_choices("baseline", "variant", "Oatly-Oat-Milk")
@@ -358,8 +363,8 @@ def test_callbacks_give_complete_outputs_and_survive_bad_input(ex):
     assert "not explained" in m[6] and m[7]["value"] is not None  # plain photos for a pair without explanation
     why = cb.on_why("baseline", "Arla-Standard-Milk_0001", "Arla-Standard-Milk_0002")
     assert why[1]["value"] is not None and list(why[3].columns)[:2] == ["rank", "word"] and len(why[3]) == 3
-    empty = cb.on_match_class("variant", "Oatly-Oat-Milk")
-    assert empty[0]["value"] is None and "No matching results in run **variant**" in empty[1] and empty[4] == []
+    other = cb.on_match_class("variant", "Oatly-Oat-Milk")  # no matching results: the store's matching run is shown
+    assert other[0]["value"] == "Oatly-Oat-Milk_0004" and "Run **variant** holds no matching results; showing **baseline**" in other[1]
 
     class Evt:
         index = 0

@@ -147,12 +147,13 @@ def _store_rows(out: Path) -> list[tuple[str, int]]:
 
 def test_reference_run_reports_every_stage_and_the_bad_photo(job):
     root, ref, summary = job
-    assert [r.stage for r in summary.stages] == ["ocr", "train", "explain", "global", "deletion", "store", "match"]
-    assert summary.stage("match").status == "disabled"
+    assert [r.stage for r in summary.stages] == ["ocr", "train", "explain", "global", "deletion", "store", "match",
+                                                 "sanity"]
+    assert summary.stage("match").status == summary.stage("sanity").status == "disabled"
     ex = summary.stage("explain")
     assert (ex.done, ex.skipped) == (N_TEST, 0)
     assert [i for i, _ in ex.failed] == ["test/corrupt"] and "BadInputError" in ex.failed[0][1]
-    assert not summary.ok and all(r.status == "ok" for r in summary.stages[:-1])
+    assert not summary.ok and all(r.status == "ok" for r in summary.stages[:-2])
     deletion = json.loads(Path(summary.stage("deletion").outputs["deletion"]).read_text())["rows"][0]["config"]
     assert deletion["holdout"] == "2-fold cross-fit" and deletion["in_sample"] is False  # no photo tests its own features
     assert json.loads((ref.out_dir / "summary.json").read_text())["stages"][2]["failed"][0]["item"] == "test/corrupt"
@@ -258,6 +259,7 @@ def test_two_stage_run_embeds_with_the_adapted_model_and_matches(job, caplog):
     raw["explain"].update(classes=["Oatly-Oat-Milk", "Arla-Standard-Milk"])
     raw["deletion"].update(modalities=["image", "text"], radius_scale=1.5)
     raw["match"].update(enabled=True, queries="test", gallery="train")
+    raw["sanity"].update(enabled=True, limit=1, samples=24)
     cfg = PipelineConfig.from_dict(raw)
     with caplog.at_level("WARNING", logger="prodlens.aggregate.embedders"):
         summary = run_pipeline(cfg, progress=False)
@@ -275,8 +277,13 @@ def test_two_stage_run_embeds_with_the_adapted_model_and_matches(job, caplog):
     assert all(r["config"]["holdout"] == "2-fold cross-fit" and r["config"]["radius_scale"] == 1.5 for r in rows)
     match = summary.stage("match").outputs
     assert match["run"] == "twostage-match" and match["queries"] == N_TEST  # the corrupt photo is skipped, not fatal
+    sanity = summary.stage("sanity")
+    assert sanity.done == 1 and set(sanity.outputs["verdicts"]) == {"head"}
     with Store.open(cfg.store_target, create=False) as s:
         assert s.summary("twostage-match").n_match_queries == N_TEST
+        assert "sanity-twostage" in {r.name for r in s.list_runs()}
+    again = run_pipeline(cfg, progress=False)  # resumed: nothing is redone
+    assert [again.stage(n).skipped for n in ("train", "global", "deletion", "sanity")] == [1, 1, 1, 1]
 
 
 def test_one_stage_global_warns_that_the_embedding_is_pretrained_only(job, caplog):

@@ -84,27 +84,34 @@ def app_url(store_file):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
+    """One Chromium for the module (Playwright's sync API allows one instance at a time)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(30_000)
-        pg.external = []  # requests that left the machine (there must be none)
-        pg.errors = []
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
-        def route(r):
-            u = r.request.url
-            if u.startswith(("http://127.0.0.1", "data:", "blob:")):
-                return r.continue_()
-            pg.external.append(u)
-            return r.abort()
 
-        pg.route("**/*", route)
-        pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-        pg.goto(app_url)
-        yield pg
-        browser.close()
+@pytest.fixture(scope="module")
+def page(app_url, browser):
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(30_000)
+    pg.external = []  # requests that left the machine (there must be none)
+    pg.errors = []
+
+    def route(r):
+        u = r.request.url
+        if u.startswith(("http://127.0.0.1", "data:", "blob:")):
+            return r.continue_()
+        pg.external.append(u)
+        return r.abort()
+
+    pg.route("**/*", route)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.goto(app_url)
+    yield pg
+    pg.close()
 
 
 def _settle(page) -> None:
@@ -254,11 +261,166 @@ def test_explorer_views_render_in_chromium(page, store_file):
     # another match of the query, from the picker: it was not explained, and the page says so
     _choose(page, "pl-match-pick", "Oatly-Oat-Milk_0004")
     page.wait_for_function("() => document.querySelector('#pl-why-note').innerText.includes('not explained')")
-    # a run without matching results: a clear message instead of empty pictures
+    # a run without matching results: the store's matching run is shown, and the note says so
     _choose(page, "pl-run", "variant")
-    page.wait_for_function("() => document.querySelector('#pl-match-note').innerText.includes('No matching results in run')")
-    assert "baseline" in page.locator("#pl-match-note").inner_text()
-    _shot(page, "11_matching_empty")
+    page.wait_for_function("() => document.querySelector('#pl-match-note').innerText.includes('holds no matching results')")
+    assert "showing baseline" in page.locator("#pl-match-note").inner_text()
+    assert _loaded(page, "#pl-match-photo img") == 1
+    _shot(page, "11_matching_other_run")
 
     assert page.errors == []
     assert page.external == [], f"the page tried to reach the internet: {page.external}"
+
+
+# ---------------------------------------------------------------- the REAL demo store
+# Every tab is walked and any empty frame (a visible picture, gallery, plot or table with
+# nothing in it) fails. The store is what ``prodlens demo`` leaves (the pipeline preset
+# ``demo``: real OCR, a trained two-stage model, real explanations). ``$PRODLENS_DEMO_OUT``
+# names a folder the demo already ran into (``.ci/run`` runs ``make demo`` first); without
+# it the fixture runs the demo into ``work/test-demo`` (a few minutes the first time;
+# resumed, so seconds after that). Screenshots: ``test-artifacts/browser/demo-*.png``.
+#: the look-alike classes the demo explains (every val photo of each)
+MILKS = ["Arla-Ecological-Medium-Fat-Milk", "Arla-Medium-Fat-Milk", "Arla-Standard-Milk"]
+#: picture outputs that must never show as an empty frame
+PICTURES = ["pl-photo", "pl-expl-1", "pl-expl-2", "pl-curves-1", "pl-curves-2", "pl-match-photo", "pl-why-query",
+            "pl-why-match", "pl-cmp-a", "pl-cmp-b"] + [f"pl-gcrops-{k}" for k in range(5)] + [f"pl-qhist-{k}" for k in range(4)]
+GALLERIES = ["pl-gallery", "pl-mis-gallery", "pl-match-gallery"]
+PLOTS = ["pl-hist-run", "pl-hist-class", "pl-deletion"]
+TABLES = ["pl-topk", "pl-gtext", "pl-quality-table", "pl-mis-table", "pl-sanity-table", "pl-sanity-samples"]
+#: (tab path, what must be on it)
+TABS = [
+    (("Local", "Single sample"), ["pl-photo", "pl-expl-1", "pl-topk"]),
+    (("Local", "Gallery"), ["pl-gallery"]),
+    (("Local", "Misclassified"), ["pl-mis-gallery", "pl-mis-table"]),
+    (("Global", "Image features"), ["pl-gcrops-0"]),
+    (("Global", "Text features"), ["pl-gtext"]),
+    (("Global", "Image / text ratio"), ["pl-hist-run", "pl-hist-class"]),
+    (("Global", "Quality"), ["pl-qhist-0", "pl-quality-table"]),
+    (("Global", "Deletion test"), ["pl-deletion"]),
+    (("Matching",), ["pl-match-photo", "pl-match-gallery", "pl-why-query", "pl-why-match"]),
+    (("Compare runs",), ["pl-cmp-a"]),
+    (("Sanity check",), ["pl-sanity-table", "pl-sanity-samples"]),
+]
+
+#: per element id: "empty", "filled" or "hidden" (JS, run in the page)
+STATE_JS = """([pictures, galleries, plots, tables]) => {
+  const out = {};
+  const shown = e => !!e && !!(e.offsetWidth || e.offsetHeight || e.getClientRects().length);
+  const loaded = e => [...e.querySelectorAll('img')].filter(i => i.complete && i.naturalWidth > 0).length;
+  for (const id of [...pictures, ...galleries]) {
+    const e = document.getElementById(id);
+    out[id] = !shown(e) ? 'hidden' : (loaded(e) > 0 ? 'filled' : 'empty');
+  }
+  for (const id of plots) {
+    const e = document.getElementById(id);
+    out[id] = !shown(e) ? 'hidden' : (e.querySelector('canvas, svg .mark-rect, svg .mark-line, svg path') ? 'filled' : 'empty');
+  }
+  for (const id of tables) {
+    const e = document.getElementById(id);
+    const rows = e ? e.querySelectorAll('tbody tr').length : 0;
+    out[id] = !shown(e) ? 'hidden' : (rows > 0 ? 'filled' : 'empty');
+  }
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def demo_store() -> Path:  # noqa: D103
+    given = os.environ.get("PRODLENS_DEMO_OUT")
+    out = Path(given) if given else ROOT / "work" / "test-demo"
+    store = out / "prodlens.sqlite"
+    if not given or not store.is_file():
+        from prodlens.demo import run_demo
+
+        summary = run_demo(out, progress=False)
+        assert summary.ok, summary.text()
+    return store
+
+
+@pytest.fixture(scope="module")
+def demo_page(demo_store, browser, tmp_path_factory):
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("demoapp")
+    log = open(folder / "app.log", "w")
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "prodlens.app", "--db", str(demo_store), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"prodlens app exited with {proc.returncode}: {(folder / 'app.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"prodlens app did not answer within 120 s: {(folder / 'app.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.errors = []
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#pl-expl-1 img")
+        _settle(page)
+        yield page
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+
+
+def _states(page) -> dict[str, str]:
+    page.wait_for_timeout(700)  # pictures decode after the values arrive
+    _settle(page)
+    return page.evaluate(STATE_JS, [PICTURES, GALLERIES, PLOTS, TABLES])
+
+
+def _open(page, path: tuple[str, ...]) -> None:
+    for name in path:
+        _tab(page, name)
+    _settle(page)
+
+
+@pytest.mark.slow
+def test_every_tab_of_the_demo_store_has_real_content(demo_page, demo_store):
+    from prodlens.store import Store
+
+    page = demo_page
+    assert page.locator("#pl-run input").input_value() == "demo"  # the richest run, not the matching one
+    for path, required in TABS:
+        _open(page, path)
+        states = _states(page)
+        name = " > ".join(path)
+        page.screenshot(path=str(ARTIFACTS / f"demo-{name.replace(' > ', '-').replace(' / ', '-').replace(' ', '_')}.png"),
+                        full_page=True)
+        empty = sorted(k for k, v in states.items() if v == "empty")
+        assert not empty, f"{name}: empty frames {empty}"
+        missing = [k for k in required if states.get(k) != "filled"]
+        assert not missing, f"{name}: no content in {missing} ({states})"
+
+    # each look-alike milk: image clusters and word groups of its own
+    _open(page, ("Global", "Image features"))
+    for milk in MILKS:
+        _choose(page, "pl-class", milk)
+        _open(page, ("Global", "Image features"))
+        assert _states(page)["pl-gcrops-0"] == "filled", f"{milk}: no image cluster"
+        _open(page, ("Global", "Text features"))
+        assert _states(page)["pl-gtext"] == "filled", f"{milk}: no word group"
+    # a misclassified photo explained for its true and its predicted class
+    with Store.open(demo_store, create=False) as store:
+        wrong = sorted((store.get_sample(p.sample_id).label, p.sample_id) for p in store.get_predictions("demo")
+                       if p.predicted != store.get_sample(p.sample_id).label)
+    assert wrong, "the demo should explain at least one misclassified photo"
+    label, sample_id = wrong[0]
+    _choose(page, "pl-class", label)
+    _open(page, ("Local", "Misclassified"))
+    page.locator("#pl-mis-table .cell-wrap", has_text=sample_id).filter(visible=True).first.click()
+    _settle(page)
+    assert page.get_by_role("tab", name="Single sample", exact=True).get_attribute("aria-selected") == "true"
+    states = _states(page)
+    assert states["pl-expl-1"] == states["pl-expl-2"] == "filled", f"{sample_id}: true and predicted class panels"
+    assert page.errors == []

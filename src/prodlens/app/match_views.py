@@ -142,6 +142,20 @@ class MatchViews:
         """Runs that hold matching results (for the empty-state message)."""
         return [r for r in self.run_names() if self._match_queries(r) or self._explained_pairs(r)]
 
+    def match_run_for(self, run: str) -> str:
+        """The run the Matching tab shows for ``run``: itself when it holds matching results,
+        else the store's matching run (``{run}-match`` first), else ``run`` (the note says why).
+
+        >>> from prodlens.app.views import Explorer
+        >>> from prodlens.store import Store
+        >>> Explorer(Store.open(":memory:")).match_run_for("demo")
+        'demo'
+        """
+        if run not in self.run_names() or self._match_queries(run) or self._explained_pairs(run):
+            return run
+        others = self.match_runs()
+        return f"{run}-match" if f"{run}-match" in others else (others[0] if others else run)
+
     def match_choices(self, run: str, class_name: str) -> list[MatchChoice]:
         """Queries labelled ``class_name`` with stored matches or explanations (explained first)."""
         queries, pairs = self._match_queries(run), self._explained_pairs(run)

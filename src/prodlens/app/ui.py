@@ -51,6 +51,16 @@ def _df(rows: list[list], headers: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=headers) if rows else pd.DataFrame(columns=headers)
 
 
+def _picture(image: Any, label: str | None = None) -> Any:
+    """An image output that is hidden while there is nothing to show (no empty frames:
+    the view's note says why and what fills it)."""
+    return gr.update(value=image, visible=image is not None, **({"label": label} if label is not None else {}))
+
+
+def _caption(text: str) -> Any:
+    return gr.update(value=text, visible=bool(text))
+
+
 class Callbacks:
     """The functions the UI calls, one per view; each returns what its outputs show.
 
@@ -70,7 +80,8 @@ class Callbacks:
     def on_load(self) -> tuple:
         runs = self.ex.run_names()
         first = self.ex.richest_run()  # the run with the most to show, not merely the newest
-        other = next((r for r in reversed(runs) if r != first), first)
+        explained = [r for r in reversed(runs) if r != first and self.ex.store.summary(r).n_explanations]
+        other = explained[0] if explained else next((r for r in reversed(runs) if r != first), first)
         note = "" if runs else f"No runs in {self.ex.store.where} yet: run an explain job that writes to this store."
         return gr.update(choices=runs, value=first), gr.update(choices=runs, value=other), note
 
@@ -109,25 +120,24 @@ class Callbacks:
     def on_sample(self, run: str | None, sample_id: str | None) -> tuple:
         """status, photo, OCR text, panel 1, panel 2, top-k table, word table, then per
         panel its quality note and curves."""
-        no_quality = ("", None, "", None)
+        no_quality = (_caption(""), _picture(None), _caption(""), _picture(None))
         if not sample_id or not self._valid(run):
-            empty = gr.update(value=None, label="Explanation")
-            return ("Choose a run, a class and a sample.", None, "", empty, gr.update(value=None, label=_NO_SECOND),
-                    _df([], ["class", "probability"]), _df([], ["word"]), *no_quality)
+            return ("Choose a run, a class and a sample.", _picture(None), "", _picture(None, "Explanation"),
+                    _picture(None, _NO_SECOND), _df([], ["class", "probability"]), _df([], ["word"]), *no_quality)
         try:
             v = self.ex.single(run, sample_id)  # type: ignore[arg-type]
         except StoreError as e:
-            return (f"**{e}**", None, "", gr.update(value=None), gr.update(value=None, label=_NO_SECOND),
+            return (f"**{e}**", _picture(None), "", _picture(None), _picture(None, _NO_SECOND),
                     _df([], ["class", "probability"]), _df([], ["word"]), *no_quality)
         p1 = v.panels[0] if v.panels else None
         p2 = v.panels[1] if len(v.panels) > 1 else None
-        one = gr.update(value=p1.image if p1 else None, label=p1.caption if p1 else "not explained")
-        two = gr.update(value=p2.image if p2 else None, label=p2.caption if p2 else _NO_SECOND)
+        one = _picture(p1.image if p1 else None, p1.caption if p1 else "not explained")
+        two = _picture(p2.image if p2 else None, p2.caption if p2 else _NO_SECOND)
         quality: list[Any] = []
         for k in range(2):
             q = v.quality[k] if k < len(v.quality) else None
-            quality += [q.caption if q else "", q.image if q else None]
-        return (v.status, v.photo, v.ocr_text, one, two, _df(v.top_k, ["class", "probability"]),
+            quality += [_caption(q.caption if q else ""), _picture(q.image if q else None)]
+        return (v.status, _picture(v.photo), v.ocr_text, one, two, _df(v.top_k, ["class", "probability"]),
                 _df(v.words, v.word_headers), *quality)
 
     def on_gallery(self, run: str | None, class_name: str | None, order: str | None = None,
@@ -143,10 +153,10 @@ class Callbacks:
     def on_quality(self, run: str | None, class_name: str | None) -> tuple:
         """note, one histogram picture per score, the score table."""
         if not self._valid(run):
-            return ("", *[None] * len(SCORES), _df([], QUALITY_HEADERS))
+            return ("", *[_picture(None)] * len(SCORES), _df([], QUALITY_HEADERS))
         v = self.ex.quality_view(run, class_name)  # type: ignore[arg-type]
         pictures = [h.picture for h in v.histograms] + [None] * (len(SCORES) - len(v.histograms))
-        return (v.summary, *pictures, _df(v.rows, QUALITY_HEADERS))
+        return (v.summary, *map(_picture, pictures), _df(v.rows, QUALITY_HEADERS))
 
     def on_misclassified(self, run: str | None, class_name: str | None) -> tuple:
         headers = ["sample", "true class", "predicted", "confidence", "kind"]
@@ -168,15 +178,15 @@ class Callbacks:
         slots: list[Any] = []
         if not self._valid(run, class_name):
             for _ in range(TOP_IMAGE_FEATURES):
-                slots += ["", None]
+                slots += [_caption(""), _picture(None)]
             return ("", *slots, _df([], headers))
         v = self.ex.global_view(run, class_name)  # type: ignore[arg-type]
         for k in range(TOP_IMAGE_FEATURES):
             if k < len(v.image_features):
                 f = v.image_features[k]
-                slots += [f.caption, f.picture]
+                slots += [_caption(f.caption), _picture(f.picture)]
             else:
-                slots += ["", None]
+                slots += [_caption(""), _picture(None)]
         return (v.summary, *slots, _df(v.text_rows, headers))
 
     # -- compare
@@ -190,12 +200,14 @@ class Callbacks:
     def on_compare(self, run_a: str | None, run_b: str | None, class_name: str | None, sample_id: str | None) -> tuple:
         headers = ["rank", "text", "count", "importance"]
         if not (self._valid(run_a, class_name) and self._valid(run_b)):
-            blank = ("", gr.update(value=None, label="run A"), _df([], headers))
-            return (*blank, "", gr.update(value=None, label="run B"), _df([], headers))
+            blank = ("", _picture(None, "run A"), _df([], headers))
+            return (*blank, self.ex.compare_note(run_a), _picture(None, "run B"), _df([], headers))
         v = self.ex.compare(run_a, run_b, class_name, sample_id)  # type: ignore[arg-type]
         out: list[Any] = []
         for side in (v.left, v.right):
-            out += [side.summary, gr.update(value=side.panel.image, label=side.panel.caption), _df(side.text_rows, headers)]
+            out += [side.summary, _picture(side.panel.image, side.panel.caption), _df(side.text_rows, headers)]
+        if v.right.panel.image is None:
+            out[3] = f"{v.right.summary}\n\n{self.ex.compare_note(run_a)}"
         return tuple(out)
 
     # -- matching
@@ -203,35 +215,42 @@ class Callbacks:
         """Query picker for the class, and the matching view of its first query."""
         if not self._valid(run, class_name):
             return (gr.update(choices=[], value=None), "Choose a run and a class.", *self.on_match_query(None, None))
-        choices = self.ex.match_choices(run, class_name)  # type: ignore[arg-type]
+        shown = self.ex.match_run_for(run)  # type: ignore[arg-type]
+        choices = self.ex.match_choices(shown, class_name)  # type: ignore[arg-type]
         first = choices[0].query_id if choices else None
-        note = self.ex.match_note(run, class_name)  # type: ignore[arg-type]
+        note = self.ex.match_note(shown, class_name)  # type: ignore[arg-type]
+        if shown != run:
+            note = f"Run **{run}** holds no matching results; showing **{shown}**, the matching run of this store.\n\n{note}"
         return (gr.update(choices=[(c.caption, c.query_id) for c in choices], value=first), note,
                 *self.on_match_query(run, first))
 
     def on_match_query(self, run: str | None, query_id: str | None) -> tuple:
         """note, query photo, top matches, match picker, then :meth:`on_why`'s outputs."""
         if not query_id or not self._valid(run):
-            return ("", gr.update(value=None, label="Query"), [], gr.update(choices=[], value=None),
+            return ("", _picture(None, "Query"), gr.update(value=[], visible=False), gr.update(choices=[], value=None),
                     *self.on_why(None, None, None))
+        run = self.ex.match_run_for(run)  # type: ignore[arg-type]
         try:
-            v = self.ex.match_list(run, query_id)  # type: ignore[arg-type]
+            v = self.ex.match_list(run, query_id)
         except StoreError as e:
-            return (f"**{e}**", gr.update(value=None), [], gr.update(choices=[], value=None), *self.on_why(None, None, None))
+            return (f"**{e}**", _picture(None), gr.update(value=[], visible=False), gr.update(choices=[], value=None),
+                    *self.on_why(None, None, None))
         picks = gr.update(choices=[(c.caption, c.gallery_id) for c in v.candidates], value=v.default_match)
-        return (v.status, gr.update(value=v.query.image, label=v.query.caption), [(p.image, p.caption) for p in v.matches],
+        items = [(p.image, p.caption) for p in v.matches]
+        return (v.status, _picture(v.query.image, v.query.caption), gr.update(value=items, visible=bool(items)),
                 picks, *self.on_why(run, query_id, v.default_match))
 
     def on_why(self, run: str | None, query_id: str | None, match_id: str | None) -> tuple:
         """summary, query overlay, match overlay, shared-word table."""
         if not (query_id and match_id and self._valid(run)):
-            return ("", gr.update(value=None, label="query"), gr.update(value=None, label="match"), _df([], WORD_HEADERS))
+            return ("", _picture(None, "query"), _picture(None, "match"), _df([], WORD_HEADERS))
+        run = self.ex.match_run_for(run)  # type: ignore[arg-type]
         try:
-            w = self.ex.why_match(run, query_id, match_id)  # type: ignore[arg-type]
+            w = self.ex.why_match(run, query_id, match_id)
         except StoreError as e:
-            return (f"**{e}**", gr.update(value=None), gr.update(value=None), _df([], WORD_HEADERS))
-        return (w.summary, gr.update(value=w.query.image, label=w.query.caption),
-                gr.update(value=w.match.image, label=w.match.caption), _df(w.words, WORD_HEADERS))
+            return (f"**{e}**", _picture(None), _picture(None), _df([], WORD_HEADERS))
+        return (w.summary, _picture(w.query.image, w.query.caption), _picture(w.match.image, w.match.caption),
+                _df(w.words, WORD_HEADERS))
 
     # -- sanity check
     def on_sanity(self, run: str | None) -> tuple:
@@ -245,7 +264,7 @@ class Callbacks:
         """A click on a match in the gallery chooses it for the explanation below."""
         if not query_id or not self._valid(run):
             return gr.update()
-        cands = self.ex.match_list(run, query_id).candidates  # type: ignore[arg-type]
+        cands = self.ex.match_list(self.ex.match_run_for(run), query_id).candidates  # type: ignore[arg-type]
         i = int(evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index)
         return gr.update(value=cands[i].gallery_id) if 0 <= i < len(cands) else gr.update()
 

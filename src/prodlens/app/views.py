@@ -485,9 +485,15 @@ class Explorer(MatchViews, QualityViews):
             count = p.get("count", sum(variants.values()))
             text_rows.append([f.rank + 1, p.get("text", ""), var_text, count, round(f.importance, 4)])
         if not feats:
-            summary = f"No global explanation stored for **{class_name}** in this run."
+            summary = (f"No global explanation stored for **{class_name}** in this run. It is built from the "
+                       "explanations of many photos of the class: `prodlens run CONFIG` (the global stage), e.g. "
+                       "`prodlens demo` for the bundled milks.")
         else:
             summary = f"**{class_name}**: {len(images)} image features and {len(texts)} text features (top by importance)."
+            if not images:
+                summary += (" No image clusters: HDBSCAN found no group of similar top superpixels among this class's "
+                            "explanations. Explaining more of its photos helps, and so does embedding with a trained "
+                            "image model (`[global] embedding`, `prodlens global --embed-model`).")
         flagged = self.flagged_note(run, class_name)
         return GlobalView(f"{summary} {flagged}" if flagged else summary, views, text_rows)
 
@@ -574,6 +580,20 @@ class Explorer(MatchViews, QualityViews):
         texts = self.store.get_global_features(run, class_name=class_name, modality="text")[:10]
         rows = [[f.rank + 1, f.payload.get("text", ""), f.payload.get("count", ""), round(f.importance, 4)] for f in texts]
         return CompareSide(run, summary, panel, rows)
+
+    def compare_note(self, run_a: str | None) -> str:
+        """Why run B shows no explanation, and what fills it (another explained run).
+
+        >>> from prodlens.store import Store
+        >>> Explorer(Store.open(":memory:")).compare_note("demo")[:41]
+        'Only one run of this store holds explanat'
+        """
+        others = [r for r in self.run_names() if r != run_a and self.store.summary(r).n_explanations]
+        if others:
+            return "Choose a run with explanations of this sample to compare with: " + ", ".join(f"**{r}**" for r in others)
+        return ("Only one run of this store holds explanations, so there is nothing to compare it with yet: explain "
+                "the same photos with another model into this store, e.g. `prodlens run CONFIG` with another "
+                "`[train] model` and `store` set to this store, or `prodlens explain CHECKPOINT DATASET --db STORE`.")
 
     def compare(self, run_a: str, run_b: str, class_name: str, sample_id: str | None) -> CompareView:
         """The same class (and sample) in two runs, side by side."""

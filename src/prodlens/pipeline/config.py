@@ -31,7 +31,7 @@ from typing import Any
 from prodlens.errors import ProdlensError
 
 #: Stage names, in the order they run.
-STAGES = ("ocr", "train", "explain", "global", "deletion", "store", "match")
+STAGES = ("ocr", "train", "explain", "global", "deletion", "store", "match", "sanity")
 
 
 #: What early stopping may watch (``[train] select``).
@@ -274,6 +274,25 @@ class MatchConfig:
 
 
 @dataclass(frozen=True)
+class SanityConfig:
+    """The model-randomisation test (:func:`~prodlens.explain.model_randomisation_test`)
+    on ``limit`` of the explained photos (spread over classes): each explained with the
+    trained model, again under another seed (the noise floor) and with each ``randomise``
+    copy (``"head"``, ``"head+blocks<N>"``), at most ``samples`` perturbations each;
+    stored as the run ``sanity-{name}``, which the explorer's Sanity tab shows."""
+
+    enabled: bool = False
+    limit: int = 3
+    randomise: list[str] = field(default_factory=lambda: ["head"])
+    samples: int = 300
+
+    def __post_init__(self) -> None:
+        _check("sanity", self.limit >= 1, "limit", "an int >= 1", self.limit)
+        _check("sanity", self.samples >= 2, "samples", "an int >= 2", self.samples)
+        _check("sanity", bool(self.randomise), "randomise", "a non-empty list such as ['head']", self.randomise)
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
     """Where the explain stage runs: ``kind`` ``"local"`` (``workers`` processes; 1 runs
     in this process) or ``"ray"`` (``workers`` actors on the cluster at ``ray_address``,
@@ -302,7 +321,8 @@ def _check_modalities(section: str, mods: list[str]) -> None:
 
 _SECTIONS: dict[str, type] = {
     "data": DataConfig, "ocr": OcrConfig, "train": TrainSection, "explain": ExplainConfig,
-    "global": GlobalConfig, "deletion": DeletionConfig, "match": MatchConfig, "executor": ExecutorConfig,
+    "global": GlobalConfig, "deletion": DeletionConfig, "match": MatchConfig, "sanity": SanityConfig,
+    "executor": ExecutorConfig,
 }
 _TOP = ("name", "out", "store", "cache_dir", "seed")
 
@@ -333,6 +353,7 @@ class PipelineConfig:
     global_: GlobalConfig = field(default_factory=GlobalConfig)
     deletion: DeletionConfig = field(default_factory=DeletionConfig)
     match: MatchConfig = field(default_factory=MatchConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     source: str = field(default="<dict>", compare=False)
 

@@ -92,7 +92,7 @@ class PipelineSummary:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
+    return "-" if x is None else f"{x + 0.0:.0%}".replace("-0%", "0%")
 
 
 def _ci(v: list | None) -> str:
@@ -135,11 +135,15 @@ def highlights(summary: PipelineSummary) -> list[str]:
     d = by.get("deletion")
     if d is not None:
         for row in d.outputs.get("rows", []):
-            out.append(f"deletion test ({row['modality']}, {row['samples']} photos, held out): accuracy drop "
+            out.append(f"deletion test ({row['modality']}, {row['samples']} photos, {row.get('holdout', 'held out')}): accuracy drop "
                        f"{_pct(row['top_drop'])} deleting the top global features vs {_pct(row['random_drop'])} random")
     m = by.get("match")
     if m is not None and "top1" in m.outputs:
         o = m.outputs
         out.append(f"matching: {o['queries']} queries against {o['gallery']} gallery photos, top-1 {_pct(o['top1'])}, "
                    f"top-5 {_pct(o['top5'])} (run {o['run']})")
+    sc = by.get("sanity")
+    if sc is not None and sc.outputs.get("verdicts"):
+        v = ", ".join(f"{k}: {x}" for k, x in sc.outputs["verdicts"].items())
+        out.append(f"sanity check (model randomisation): {v} (run {sc.outputs['run']})")
     return out

@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 
 #: The stage each stage reads from; when that one did not finish, this one is not run.
 NEEDS = {"train": "ocr", "explain": "train", "global": "explain", "deletion": "global", "store": "explain",
-         "match": "ocr"}
+         "match": "ocr", "sanity": "explain"}
 
 
 def _enabled(cfg: PipelineConfig, stage: str) -> bool:
-    return {"global": cfg.global_.enabled, "deletion": cfg.deletion.enabled, "match": cfg.match.enabled}.get(stage, True)
+    return {"global": cfg.global_.enabled, "deletion": cfg.deletion.enabled, "match": cfg.match.enabled,
+            "sanity": cfg.sanity.enabled}.get(stage, True)
 
 
 def run_pipeline(config: PipelineConfig | str | Path, *, progress: bool = True) -> PipelineSummary:

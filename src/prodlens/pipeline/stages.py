@@ -458,7 +458,7 @@ def stage_global(ctx: Context) -> StageReport:
     report, path = _one_file_stage(ctx, "global", g, ctx.keys["explain"], sorted(ctx.explained))
     ctx.global_path = path
     if path.is_file():
-        return report(skipped=1, outputs={"global": str(path)})
+        return report(skipped=1, outputs=_global_facts(path))
     exps = _own_class_explanations(ctx)
     if not exps:
         raise BadInputError(ctx.out / "explanations", "no explanations to aggregate", "see the explain stage's failures")
@@ -469,12 +469,16 @@ def stage_global(ctx: Context) -> StageReport:
     if embed is not None:
         result = replace(result, config={**result.config, "embedding": embed.describe()})
     write_json(result, path)
-    n_img = sum(len(c.image) for c in result)
-    return report(done=1, failed=explainer.skipped_, outputs={
-        "global": str(path), "classes": len(result), "image_clusters": n_img,
-        "word_groups": sum(len(c.text) for c in result),
-        **({"embedding": embed.describe()} if embed is not None else {}),
-    })
+    return report(done=1, failed=explainer.skipped_, outputs=_global_facts(path))
+
+
+def _global_facts(path: Path) -> dict[str, Any]:
+    from prodlens.aggregate import read_global
+
+    g = read_global(path)
+    emb = g.config.get("embedding")
+    return {"global": str(path), "classes": len(g), "image_clusters": sum(len(c.image) for c in g),
+            "word_groups": sum(len(c.text) for c in g), **({"embedding": emb} if emb else {})}
 
 
 def stage_deletion(ctx: Context) -> StageReport:
@@ -486,7 +490,7 @@ def stage_deletion(ctx: Context) -> StageReport:
     report, path = _one_file_stage(ctx, "deletion", d, ctx.keys["global"], cfg.seed)
     ctx.deletion_path = path
     if path.is_file():
-        return report(skipped=1, outputs={"deletion": str(path)})
+        return report(skipped=1, outputs=_deletion_facts(path))
     assert ctx.global_path is not None and ctx.dataset is not None
     exps = [x for sid in sorted(ctx.explained) for x in _explanations(_read_result(ctx.explained[sid]), sid)]
     clf = ctx.classifier()
@@ -514,11 +518,19 @@ def stage_deletion(ctx: Context) -> StageReport:
             for m in d.modalities
         )
     write_json(DeletionTable(rows), path)
-    return report(done=len(rows), failed=tuple(sorted({x for r in rows for x in r.skipped})), outputs={
-        "deletion": str(path),
-        "rows": [{"modality": r.modality, "samples": r.samples, "top_drop": r.top_drop.estimate if r.top_drop else None,
-                  "random_drop": r.random_drop.estimate if r.random_drop else None} for r in rows],
-    })
+    return report(done=len(rows), failed=tuple(sorted({x for r in rows for x in r.skipped})),
+                  outputs=_deletion_facts(path))
+
+
+def _deletion_facts(path: Path) -> dict[str, Any]:
+    from prodlens.aggregate import read_deletion_table
+
+    rows = read_deletion_table(path).rows
+    return {"deletion": str(path), "rows": [
+        {"modality": r.modality, "samples": r.samples, "top_drop": r.top_drop.estimate if r.top_drop else None,
+         "random_drop": r.random_drop.estimate if r.random_drop else None,
+         "holdout": r.config.get("holdout") or ("in-sample" if r.config.get("in_sample") else "held out")}
+        for r in rows]}
 
 
 def stage_store(ctx: Context) -> StageReport:
@@ -587,8 +599,41 @@ def stage_match(ctx: Context) -> StageReport:
     return report(done=res.n_queries, outputs=outputs)
 
 
+def stage_sanity(ctx: Context) -> StageReport:
+    """The model-randomisation test on a few explained photos, stored as ``sanity-{name}``
+    (skipped when its result file exists: the store got it first)."""
+    from prodlens.explain import MultimodalLime, model_randomisation_test
+    from prodlens.store import save_sanity_report
+
+    sc, cfg = ctx.config.sanity, ctx.config
+    assert ctx.dataset is not None and ctx.checkpoint is not None
+    report, path = _one_file_stage(ctx, "sanity", sc, ctx.keys["explain"], cfg.seed)
+    run_name = f"sanity-{cfg.name}"
+    if path.is_file():
+        verdicts = {x["randomised"]: x["verdict"] for x in _read_result(path).get("summaries", [])}
+        return report(skipped=1, outputs={"sanity": str(path), "run": run_name, "verdicts": verdicts})
+    by_id = ctx.dataset.by_id()
+    chosen = pick_samples([by_id[sid] for sid in sorted(ctx.explained) if sid in by_id], sc.limit)
+    if not chosen:
+        raise BadInputError(ctx.out / "explanations", "no explained photo to check", "see the explain stage's failures")
+    e = ctx.config.explain
+    lime = MultimodalLime(n_samples=sc.samples, n_segments=e.segments, batch_size=e.batch_size, fill=e.fill,
+                          quality=False, progress=False)
+    clf = ctx.classifier()
+    result = model_randomisation_test(clf, chosen, explainer=lime, randomise=list(sc.randomise), seed=cfg.seed,
+                                      progress=ctx.progress)
+    save_sanity_report(ctx.store(), run_name, result, chosen, checkpoint=str(ctx.checkpoint),
+                       dataset=str(ctx.out / "dataset" / "manifest.jsonl"), model=cfg.train.model, classes=clf.classes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        json.dump(result.to_dict(), f)
+    return report(done=len(result.sample_ids), failed=tuple(result.skipped),
+                  outputs={"sanity": str(path), "run": run_name, "verdicts": dict(result.verdicts)})
+
+
 #: Stage functions in order; the runner calls them with one :class:`Context`.
 STAGE_FUNCTIONS: Sequence[tuple[str, Any]] = (
     ("ocr", stage_ocr), ("train", stage_train), ("explain", stage_explain),
     ("global", stage_global), ("deletion", stage_deletion), ("store", stage_store), ("match", stage_match),
+    ("sanity", stage_sanity),
 )
