@@ -238,8 +238,11 @@ def _fit(model: str, recipe: str, text_backbone: str, train: Dataset, held: Data
     return tr.fit(train, held)
 
 
-def _candidates(model: str, setting: str, args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(recipe, text backbone) pairs tried for ``model``, simplest first (ties keep the first)."""
+def _candidates(model: str, setting: str, args: argparse.Namespace, texts: list[str] | None = None) -> list[tuple[str, str]]:
+    """(recipe, text backbone) pairs tried for ``model``, simplest first (ties keep the first).
+
+    ``texts``: the text backbones to pair with (default ``args.text_backbones``).
+    """
     recipes = [r for r in args.recipes.get(setting, ["frozen"]) if not (model == "text" and r != "frozen")]
     if model != "image":
         recipes = [r for r in recipes if r != "tb1"]  # fusion heads: trunk block via two_stage instead
@@ -247,7 +250,7 @@ def _candidates(model: str, setting: str, args: argparse.Namespace) -> list[tupl
             recipes.remove("two_stage")
     else:
         recipes = [r for r in recipes if r != "two_stage"]
-    texts = ["-"] if model == "image" else args.text_backbones
+    texts = ["-"] if model == "image" else (texts or args.text_backbones)
     return [(r, t) for r in recipes for t in texts]
 
 
@@ -274,7 +277,12 @@ def run_folds_setting(setting: str, args: argparse.Namespace) -> tuple[str, dict
                              "build the cache first (prodlens ocr) or run --models image")
         t0 = time.perf_counter()
         cands: dict[str, dict] = {}
-        for recipe, text_bb in _candidates(model, setting, args):
+        texts = None
+        if model not in ("image", "text") and "text" in rows:
+            # the text backbone was chosen by the text-only model's fold accuracy (cheaper than pairing every head
+            # with every text backbone)
+            texts = [rows["text"]["selected"]["text_backbone"]]
+        for recipe, text_bb in _candidates(model, setting, args, texts):
             name = recipe if text_bb == "-" else f"{recipe}@{text_bb}"
             tb = text_bb if text_bb != "-" else "minilm"
             c: dict = {"fold_top1": [], "fold_top1_tta": [], "best_epochs": [], "fold_sizes": []}
