@@ -382,10 +382,6 @@ def folds_table(results: dict) -> str:
 
 def main_folds(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``--protocol folds``: select on grouped folds of train, report val once; writes ``fold_selected``."""
-    import os
-
-    import torch
-
     git = git_state(HERE)  # at the start: the code that runs
     t0 = time.perf_counter()
     results, info = {}, {}
@@ -393,6 +389,23 @@ def main_folds(args: argparse.Namespace, argv: list[str] | None) -> int:
         key, rows, inf = run_folds_setting(setting, args)
         results[key], info[key] = rows, inf
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl
+    import hashlib
+    import tempfile
+
+    lock_path = Path(tempfile.gettempdir()) / f"model_accuracy-{hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:12]}.lock"
+    with open(lock_path, "w") as lock:  # runs of other label sets may finish at the same time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _write_folds(out, args, argv, git, t0, results, info)
+
+
+def _write_folds(out: Path, args: argparse.Namespace, argv: list[str] | None, git: dict, t0: float,
+                 results: dict, info: dict) -> int:
+    import os
+
+    import torch
+
     doc = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
     if "results" in doc and "val_tuned" not in doc:  # the older layout: every figure in it was tuned on val
         doc = {"val_tuned": {
