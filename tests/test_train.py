@@ -12,7 +12,7 @@ import torch
 from prodlens.cli import main
 from prodlens.data.manifest import Dataset, write_dataset
 from prodlens.data.types import OcrToken
-from prodlens.errors import BadInputError
+from prodlens.errors import BadInputError, ConfigError
 from prodlens.models import create_model, list_models, load_classifier, read_checkpoint
 from prodlens.train import (
     AugmentConfig,
@@ -24,6 +24,7 @@ from prodlens.train import (
     fit_head,
     image_features,
     report_markdown,
+    grouped_folds,
     stratified_holdout,
     train_model,
     write_report,
@@ -266,6 +267,45 @@ def test_stratified_holdout(tiny):
     assert all(s.id.endswith("_004") for s in stratified_holdout(tiny.split("train"), 0.25)[1])
     with pytest.raises(ValueError, match="by must be one of"):
         stratified_holdout(tiny, 0.1, by="first")
+
+
+def _runs(n_per_class: int, classes: str = "ab") -> Dataset:
+    from prodlens.data.types import ClassList, ProductSample
+
+    return Dataset([ProductSample(f"{c}_{i:03d}", "x.jpg", c) for c in classes for i in range(n_per_class)],
+                   ClassList.from_names(list(classes)))
+
+
+@pytest.mark.parametrize("k,group", [(2, 1), (3, 10), (5, 4)])
+def test_grouped_folds_keep_runs_together_and_spread_classes(k, group):
+    ds = _runs(40)
+    fold = grouped_folds(ds, k, group_size=group, seed=3)
+    by_id = {s.id: f for s, f in zip(ds.samples, fold)}
+    for c in "ab":
+        ids = [f"{c}_{i:03d}" for i in range(40)]
+        for start in range(0, 40, group):  # every run of `group` consecutive ids sits in one fold
+            assert len({by_id[i] for i in ids[start:start + group]}) == 1
+        counts = np.bincount([by_id[i] for i in ids], minlength=k)
+        assert counts.max() - counts.min() <= group  # each class spread over the folds
+    assert fold == grouped_folds(ds, k, group_size=group, seed=3)  # deterministic
+
+
+def test_grouped_folds_validates_arguments():
+    with pytest.raises(ValueError, match="k must be an int >= 2"):
+        grouped_folds(_runs(4), 1)
+    with pytest.raises(ValueError, match="group_size must be an int >= 1"):
+        grouped_folds(_runs(4), 2, group_size=0)
+
+
+def test_holdout_none_trains_fixed_epochs_on_everything(tiny, tmp_path):
+    cfg = TrainConfig(views=1, epochs=3, holdout="none", batch_size=4, feature_cache=str(tmp_path / "fc"))
+    res = train_model(tiny.split("train"), model="text", config=cfg, progress=False)
+    assert res.metrics["n_train"] == 12 and res.metrics["n_val"] == 0
+    assert res.metrics["epochs_run"] == 3 and res.best_epoch == 3  # no early stopping: the last weights
+    with pytest.raises(ConfigError, match="holdout='none' applies to mode='fast'"):
+        TrainConfig(mode="finetune", holdout="none")
+    with pytest.raises(ConfigError, match="holdout must be 'tail', 'random' or 'none'"):
+        TrainConfig(holdout="head")
 
 
 def test_cli_train_and_evaluate(tiny, tmp_path, capsys):

@@ -10,10 +10,10 @@ from prodlens.train.config import TrainConfig
 from prodlens.train.features import FeatureCache, image_features, text_features
 from prodlens.train.heads_fit import EpochLog, FeatureSet, fit_head
 from prodlens.train.metrics import EvalReport, evaluate, evaluate_probs, report_markdown, write_report
-from prodlens.train.trainer import Trainer, TrainResult, stratified_holdout, train_model
+from prodlens.train.trainer import Trainer, TrainResult, grouped_folds, stratified_holdout, train_model
 
 __all__ = [
     "AugmentConfig", "EpochLog", "EvalReport", "FeatureCache", "FeatureSet", "TrainConfig", "TrainResult", "Trainer",
-    "evaluate", "evaluate_probs", "fit_head", "image_features", "report_markdown", "stratified_holdout",
+    "evaluate", "evaluate_probs", "fit_head", "grouped_folds", "image_features", "report_markdown", "stratified_holdout",
     "text_features", "train_model", "write_report",
 ]

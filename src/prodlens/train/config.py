@@ -39,6 +39,9 @@ class TrainConfig:
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     label_smoothing: float = 0.0
     val_fraction: float = 0.1
+    #: without a validation set: hold out the "tail" (last ids) or a "random" ``val_fraction``
+    #: of each class for early stopping, or "none": train on everything for exactly ``epochs``
+    #: epochs and keep the last weights (fast mode; e.g. an epoch count chosen on folds)
     holdout: str = "tail"
     seed: int = 0
     device: str = "cpu"
@@ -58,8 +61,10 @@ class TrainConfig:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.views < 1:
             raise ConfigError(f"views must be >= 1 (view 0 is the plain image), got {self.views}")
-        if self.holdout not in ("tail", "random"):
-            raise ConfigError(f"holdout must be 'tail' or 'random', got {self.holdout!r}")
+        if self.holdout not in ("tail", "random", "none"):
+            raise ConfigError(f"holdout must be 'tail', 'random' or 'none', got {self.holdout!r}")
+        if self.holdout == "none" and self.mode != "fast":
+            raise ConfigError("holdout='none' applies to mode='fast' (mode='finetune' needs a validation set)")
         if self.train_blocks < 0:
             raise ConfigError(f"train_blocks must be >= 0, got {self.train_blocks}")
         if self.train_blocks and self.mode != "fast":

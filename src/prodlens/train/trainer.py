@@ -9,7 +9,10 @@ Two modes (:class:`~prodlens.train.config.TrainConfig`):
   batches, with the paper's settings (Adam, lr 2e-5, weight decay 1e-4, batch 16).
 
 Both stop early on validation top-1; without a validation set a stratified
-``val_fraction`` of the training set is held out.
+``val_fraction`` of the training set is held out, or (``holdout="none"``, fast mode)
+training runs exactly ``epochs`` epochs on all of it. :func:`grouped_folds` splits a
+training set into K folds that keep runs of near-duplicate photos together, for
+choosing a recipe and an epoch count without a validation set.
 """
 
 from __future__ import annotations
@@ -43,6 +46,38 @@ log = logging.getLogger(__name__)
 
 
 HOLDOUTS = ("tail", "random")
+
+
+def grouped_folds(ds: Dataset, k: int, group_size: int = 10, seed: int = 0) -> list[int]:
+    """The fold (``0..k-1``) of every sample of ``ds``, keeping runs of consecutive photos together.
+
+    Product photos are shot in sequences of near-identical frames, so a photo and its
+    neighbours in id order must not land in different folds. Within each class the
+    samples, in id order, are cut into groups of ``group_size`` consecutive ids; the
+    groups go to the folds in turn, from a seeded random start per class, so every
+    fold holds about ``1/k`` of each class (a class with fewer than ``k`` groups is
+    missing from some folds).
+
+    >>> from prodlens.data.types import ClassList
+    >>> ds = Dataset([ProductSample(f"{c}{i:02d}", "x.jpg", c) for c in "ab" for i in range(6)], ClassList.from_names("ab"))
+    >>> grouped_folds(ds, 3, group_size=2)
+    [2, 2, 0, 0, 1, 1, 1, 1, 2, 2, 0, 0]
+    """
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"k must be an int >= 2 (the number of folds), got {k!r}")
+    if not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size must be an int >= 1 (consecutive photos kept together), got {group_size!r}")
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, s in enumerate(ds.samples):
+        by_class.setdefault(str(s.label), []).append(i)
+    fold = [0] * len(ds.samples)
+    for label in sorted(by_class):
+        idx = sorted(by_class[label], key=lambda i: ds.samples[i].id)
+        start = int(rng.integers(k))
+        for j, i in enumerate(idx):
+            fold[i] = (start + j // group_size) % k
+    return fold
 
 
 def stratified_holdout(ds: Dataset, fraction: float, seed: int = 0, by: str = "tail") -> tuple[Dataset, Dataset]:
@@ -134,7 +169,10 @@ class Trainer:
     def fit(self, train: Dataset, val: Dataset | None = None) -> Trainer:
         cfg = (self.config or TrainConfig()).resolved()
         _check_dataset(train, "training")
-        if val is None:
+        if val is None and cfg.holdout == "none":
+            val = replace(train, samples=[], skipped=[])
+            log.info("no validation set, holdout='none': training %d epochs on all %d samples", cfg.epochs, len(train))
+        elif val is None:
             train, val = stratified_holdout(train, cfg.val_fraction, cfg.seed, cfg.holdout)
             if not len(val):
                 raise ConfigError("no class has two training photos, so no early-stopping fold can be held out of "
@@ -209,7 +247,8 @@ class Trainer:
                 raise ConfigError(f"train_blocks={cfg.train_blocks} needs a model with an image backbone; {self.model!r} has none")
             _, tail = clf.image_backbone.split(cfg.train_blocks)
         tr = self._features(clf, train.samples, range(cfg.views), cfg, cache, [index[s.label] for s in train.samples])  # type: ignore[index]
-        va = self._features(clf, val.samples, (0,), cfg, cache, [index[s.label] for s in val.samples])  # type: ignore[index]
+        va = (self._features(clf, val.samples, (0,), cfg, cache, [index[s.label] for s in val.samples])  # type: ignore[index]
+              if len(val) else None)
         history = fit_head(
             clf.head, tr, va, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,  # type: ignore[arg-type]
             epochs=cfg.epochs, patience=cfg.patience, label_smoothing=cfg.label_smoothing,  # type: ignore[arg-type]
