@@ -327,7 +327,7 @@ STATE_JS = """([pictures, galleries, plots, tables]) => {
 @pytest.fixture(scope="module")
 def demo_store() -> Path:  # noqa: D103
     given = os.environ.get("PRODLENS_DEMO_OUT")
-    out = Path(given) if given else ROOT / "work" / "test-demo"
+    out = (Path(given) if given else ROOT / "work" / "test-demo").resolve()  # the app runs in another folder
     store = out / "prodlens.sqlite"
     if not given or not store.is_file():
         from prodlens.demo import run_demo
