@@ -63,7 +63,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,7 @@ RESULTS = HERE / "results" / "global_embedding.json"
 DATA = Path("/work/shared/datasets/GroceryStoreDataset/dataset")
 ARMS = ("pretrained", "adapted")
 SHUFFLES = 200
+SUBSAMPLES = 200
 log = logging.getLogger("bench.global_embedding")
 
 
@@ -146,43 +147,100 @@ def explain_all(clf, samples, folder: Path, args: argparse.Namespace) -> tuple[l
 
 
 # -- measures ----------------------------------------------------------------------------
-def pooled_purity(explainer, args: argparse.Namespace) -> dict:
-    """HDBSCAN once over all classes' crops; size-weighted majority-class purity and more."""
+@dataclass(frozen=True)
+class Pooled:
+    """All classes' top-3 crops of one arm: embeddings (as clustered), class and photo of each."""
+
+    X: np.ndarray
+    y: np.ndarray
+    photo: np.ndarray
+
+    @classmethod
+    def of(cls, explainer) -> Pooled:
+        classes = [c for c in sorted(explainer.embeddings_) if len(explainer.embeddings_[c])]
+        return cls(np.concatenate([explainer.embeddings_[c] for c in classes]),
+                   np.concatenate([[c] * len(explainer.embeddings_[c]) for c in classes]),
+                   np.array([o.sample_id for c in classes for o in explainer.image_occurrences_[c]]))
+
+    def subset(self, photos: set[str]) -> Pooled:
+        keep = np.isin(self.photo, list(photos))
+        return Pooled(self.X[keep], self.y[keep], self.photo[keep])
+
+
+def purity(labels: np.ndarray, y: np.ndarray, keep: list[int]) -> float | None:
+    """Size-weighted majority-class fraction of the clusters ``keep`` (``None`` when empty)."""
+    n = sum(int((labels == k).sum()) for k in keep)
+    if not n:
+        return None
+    return sum(max(np.unique(y[labels == k], return_counts=True)[1]) for k in keep) / n
+
+
+def pooled_clusters(p: Pooled, args: argparse.Namespace) -> tuple[np.ndarray, list[int]]:
     from prodlens.aggregate import cluster_embeddings
 
-    classes = [c for c in sorted(explainer.embeddings_) if len(explainer.embeddings_[c])]
-    X = np.concatenate([explainer.embeddings_[c] for c in classes])
-    y = np.concatenate([[c] * len(explainer.embeddings_[c]) for c in classes])
-    photo = np.array([o.sample_id for c in classes for o in explainer.image_occurrences_[c]])
-    labels = cluster_embeddings(X, min_cluster_size=args.min_cluster_size, min_samples=args.min_samples)
-    ids = sorted(set(labels.tolist()) - {-1})
+    labels = cluster_embeddings(p.X, min_cluster_size=args.min_cluster_size, min_samples=args.min_samples)
+    return labels, sorted(set(labels.tolist()) - {-1})
 
-    def purity(cls: np.ndarray, keep: list[int]) -> float | None:
-        n = sum(int((labels == k).sum()) for k in keep)
-        if not n:
-            return None
-        return sum(max(np.unique(cls[labels == k], return_counts=True)[1]) for k in keep) / n
 
-    multi = [k for k in ids if len(set(photo[labels == k])) >= 2]
-    rng = np.random.default_rng([args.seed, 7])
-    shuffled = [purity(rng.permutation(y), ids) for _ in range(SHUFFLES)] if ids else []
-    # 1-NN over crops of other photos (cosine on the unit sphere = Euclidean order)
-    d = ((X[:, None, :] - X[None]) ** 2).sum(-1)
-    d[photo[:, None] == photo[None]] = np.inf
+def shuffled_purity(labels: np.ndarray, ids: list[int], y: np.ndarray, rng: np.random.Generator, n: int) -> float | None:
+    """Mean purity of the same clusters with the class labels permuted (chance for these cluster sizes)."""
+    vals = [purity(labels, rng.permutation(y), ids) for _ in range(n)] if ids else []
+    return float(np.mean(vals)) if vals else None
+
+
+def nn_hits(p: Pooled) -> np.ndarray:
+    """Per crop: 1.0 when its nearest crop of *another* photo (Euclidean on the unit sphere) has its class."""
+    d = ((p.X[:, None, :] - p.X[None]) ** 2).sum(-1)
+    d[p.photo[:, None] == p.photo[None]] = np.inf
     nn = d.argmin(1)
-    usable = np.isfinite(d[np.arange(len(X)), nn])
+    return np.where(np.isfinite(d[np.arange(len(p.X)), nn]), p.y[nn] == p.y, np.nan)
+
+
+def pooled_purity(p: Pooled, args: argparse.Namespace) -> dict:
+    """HDBSCAN once over all classes' crops: size-weighted majority-class purity and more."""
+    labels, ids = pooled_clusters(p, args)
+    multi = [k for k in ids if len(set(p.photo[labels == k])) >= 2]
+    shuffled = shuffled_purity(labels, ids, p.y, np.random.default_rng([args.seed, 7]), SHUFFLES)
+    y = p.y
     return {
-        "crops": len(X), "photos": len(set(photo)), "classes": len(classes),
+        "crops": len(p.X), "photos": len(set(p.photo)), "classes": len(set(y)),
         "clusters": len(ids), "mean_cluster_size": round(float(np.mean([(labels == k).sum() for k in ids])), 2) if ids else None,
         "noise_fraction": round(float((labels < 0).mean()), 4),
-        "purity": None if not ids else round(purity(y, ids), 4),
-        "purity_shuffled_labels": None if not shuffled else round(float(np.mean(shuffled)), 4),
+        "purity": None if not ids else round(purity(labels, y, ids), 4),
+        "purity_shuffled_labels": None if shuffled is None else round(shuffled, 4),
         "clusters_multi_photo": len(multi),
-        "purity_multi_photo": None if not multi else round(purity(y, multi), 4),
+        "purity_multi_photo": None if not multi else round(purity(labels, y, multi), 4),
         "crops_in_multi_photo_clusters": int(sum((labels == k).sum() for k in multi)),
-        "nn_same_class": round(float((y[nn] == y)[usable].mean()), 4),
+        "nn_same_class": round(float(np.nanmean(nn_hits(p))), 4),
         "nn_chance": round(float(np.mean([((y == c).sum() - 1) / (len(y) - 1) for c in y])), 4),
     }
+
+
+def purity_subsamples(a: Pooled, b: Pooled, args: argparse.Namespace) -> dict:
+    """Spread of ``b - a`` in pooled purity, and in purity above its shuffled-label level, over
+    ``SUBSAMPLES`` random 80% subsets of the photos (the same subset for both arms, re-clustered).
+    Not a confidence interval (subsets overlap), a check that the sign is not one draw's luck."""
+    rng = np.random.default_rng([args.seed, 11])
+    photos = sorted(set(a.photo.tolist()))
+    raw, excess = [], []
+    for _ in range(SUBSAMPLES):
+        keep = set(rng.choice(photos, size=int(round(0.8 * len(photos))), replace=False).tolist())
+        vals = []
+        for p in (a.subset(keep), b.subset(keep)):
+            labels, ids = pooled_clusters(p, args)
+            pu = purity(labels, p.y, ids)
+            vals.append(None if pu is None else (pu, pu - shuffled_purity(labels, ids, p.y, rng, 20)))
+        if None not in vals:
+            raw.append(vals[1][0] - vals[0][0])
+            excess.append(vals[1][1] - vals[0][1])
+
+    def summary(v: list[float]) -> dict:
+        q = np.quantile(v, [0.025, 0.5, 0.975])
+        return {"median": round(float(q[1]), 4), "p2.5": round(float(q[0]), 4), "p97.5": round(float(q[2]), 4),
+                "share_above_0": round(float(np.mean(np.array(v) > 0)), 4)}
+
+    return {"subsamples": len(raw), "photos_each": int(round(0.8 * len(photos))),
+            "purity_difference": summary(raw), "purity_above_shuffled_difference": summary(excess)}
 
 
 def per_class_clusters(explainer, g) -> dict:
@@ -199,6 +257,32 @@ def per_class_clusters(explainer, g) -> dict:
         "per_class": {c: {"crops": len(explainer.image_occurrences_[c]), "clusters": raw[c], "ranked": ranked.get(c, 0)}
                       for c in sorted(raw)},
     }
+
+
+def per_photo_difference(a: np.ndarray, b: np.ndarray, photo: np.ndarray, seed: int) -> dict:
+    """``b - a`` of two per-crop 0/1 arrays (aligned crops), averaged per photo first (a photo's
+    three crops are not independent), with the paired bootstrap over photos."""
+    from prodlens.aggregate import paired_bootstrap
+
+    ids = sorted(set(photo.tolist()))
+    diff = np.array([np.nanmean(b[photo == p]) - np.nanmean(a[photo == p]) for p in ids])
+    diff = diff[np.isfinite(diff)]
+    return {"photos": len(diff), **paired_bootstrap(diff, seed=seed).to_dict()}
+
+
+def deletion_difference(a: dict, b: dict, seed: int) -> dict:
+    """Arm ``b`` minus arm ``a`` in (random - top) on the photos both deletion rows tested, paired."""
+    from prodlens.aggregate import paired_bootstrap
+
+    pa = {o["sample_id"]: o for o in a["per_sample"]}
+    pb = {o["sample_id"]: o for o in b["per_sample"]}
+    common = sorted(set(pa) & set(pb))
+    gain = {sid: [o["correct_random"] - float(o["correct_top"]) for o in (pa[sid], pb[sid])] for sid in common}
+    d = np.array([g[1] - g[0] for g in gain.values()])
+    return {"photos_tested_by_both": len(common), "tested_by_one_only": len(set(pa) ^ set(pb)),
+            "same_deleted_count": sum(pa[sid]["deleted"] == pb[sid]["deleted"] and
+                                      pa[sid]["deleted_pixels"] == pb[sid]["deleted_pixels"] for sid in common),
+            "top_minus_random_difference": paired_bootstrap(d, seed=seed).to_dict() if len(d) else None}
 
 
 def pc(x: float | None) -> str:
@@ -224,14 +308,36 @@ def cluster_table(results: dict) -> str:
 
 
 def deletion_md(results: dict) -> str:
-    lines = ["| embedding | radius scale | val photos tested | no deletion | top-3 deleted | random deleted "
-             "| top drop [95% CI] | top - random [95% CI] |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| embedding | radius scale | val photos tested | of them: all 3 own top superpixels deleted | no deletion "
+             "| top-3 deleted | random deleted | top drop [95% CI] | top - random [95% CI] |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for arm, r in results.items():
         for scale, d in r["deletion"].items():
             rnd = pc(d["random_deletion_accuracy"]) + (f" ± {d['random_deletion_std']:.1%}" if d["random_deletion_std"] else "")
-            lines.append(f"| {arm} | {scale} | {d['samples']} | {pc(d['no_deletion_accuracy'])} "
+            k = d["config"]["top_k"]
+            full = sum(o["deleted"] >= k for o in d["per_sample"])
+            lines.append(f"| {arm} | {scale} | {d['samples']} | {full} | {pc(d['no_deletion_accuracy'])} "
                          f"| {pc(d['top_deletion_accuracy'])} | {rnd} | {ci(d.get('top_drop'))} | {ci(d.get('top_minus_random'))} |")
+    return "\n".join(lines)
+
+
+def comparison_md(comp: dict) -> str:
+    nn, sub = comp["nn_same_class"], comp["pooled_purity_subsamples"]
+
+    def spread(d: dict) -> str:
+        return f"median {d['median']:+.1%} [{d['p2.5']:+.1%}, {d['p97.5']:+.1%}], above 0 in {d['share_above_0']:.0%}"
+
+    lines = [f"adapted - pretrained, pooled purity over {sub['subsamples']} subsets of {sub['photos_each']} photos "
+             f"(2.5-97.5%): {spread(sub['purity_difference'])}",
+             f"adapted - pretrained, pooled purity above its shuffled-label level, same subsets: "
+             f"{spread(sub['purity_above_shuffled_difference'])}",
+             f"adapted - pretrained, 1-NN same class (per photo, paired over {nn['photos']} photos): "
+             f"{ci(nn)}",
+             "adapted - pretrained, (random - top) of the deletion test on the photos both arms tested:"]
+    for scale, c in comp["deletion"].items():
+        lines.append(f"  radius scale {scale}: {c['photos_tested_by_both']} photos (+{c['tested_by_one_only']} tested by "
+                     f"one arm only; {c['same_deleted_count']} with the same deletion in both): "
+                     f"{ci(c['top_minus_random_difference'])}")
     return "\n".join(lines)
 
 
@@ -304,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     size = explained.preprocess.input_size
     crop_size = int(max(size) if isinstance(size, (tuple, list)) else size)
     results: dict[str, dict] = {}
+    pooled: dict[str, Pooled] = {}
     for arm in ARMS:
         embed = models[arm].encode_images
         t0 = time.perf_counter()
@@ -320,16 +427,26 @@ def main(argv: list[str] | None = None) -> int:
                                           radius_scale=scale, progress=False).to_dict()
                 for scale in args.radius_scales}
         seconds[f"deletion_{arm}"] = round(time.perf_counter() - t0, 1)
+        pooled[arm] = Pooled.of(explainer)
         results[arm] = {
             "embed_fn": f"{arm} model's encode_images ({models[arm].image_backbone.cache_key})",
             "per_class": per_class_clusters(explainer, g),
-            "pooled": pooled_purity(explainer, args),
+            "pooled": pooled_purity(pooled[arm], args),
             "deletion": rows,
             "top_features": {c.class_name: [f"{f.label} ({f.importance:.3g}, n={f.support})" for f in c.top("image", args.top_k)]
                              for c in g},
         }
 
-    tables = {"clusters": cluster_table(results), "deletion": deletion_md(results)}
+    a, b = pooled["pretrained"], pooled["adapted"]
+    assert (a.photo == b.photo).all() and (a.y == b.y).all(), "both arms must embed the same crops in the same order"
+    t0 = time.perf_counter()
+    comparison = {"nn_same_class": per_photo_difference(nn_hits(a), nn_hits(b), a.photo, args.seed),
+                  "pooled_purity_subsamples": purity_subsamples(a, b, args),
+                  "deletion": {scale: deletion_difference(results["pretrained"]["deletion"][scale],
+                                                          results["adapted"]["deletion"][scale], args.seed)
+                               for scale in results["adapted"]["deletion"]}}
+    seconds["comparison"] = round(time.perf_counter() - t0, 1)
+    tables = {"clusters": cluster_table(results), "deletion": deletion_md(results), "comparison": comparison_md(comparison)}
     seconds["total"] = round(time.perf_counter() - t_start, 1)
     doc = {
         "description": __doc__.split("\n\n")[0],
@@ -371,10 +488,18 @@ def main(argv: list[str] | None = None) -> int:
             "deletion": "deletion_test(in_sample='error'): global features built on the train explanations, tested on "
                         "the held-out val photos whose own top-3 superpixels lie within radius_scale x a top-3 cluster's "
                         "radius (embedded with the arm's embedding); the adapted classifier's accuracy untouched / top "
-                        "features painted black / the same shapes moved nearby; paired percentile bootstrap 95%",
+                        "features painted black / the same shapes moved nearby; paired percentile bootstrap 95%. Only "
+                        "the photo's own top-3 positive superpixels can be deleted (ImageMatcher), so the embedding "
+                        "decides which of them count as the class's global features",
+            "comparison": "adapted minus pretrained, paired: pooled purity (and purity above its shuffled-label level) "
+                          f"re-clustered on {SUBSAMPLES} random 80% subsets of the photos (the spread of the "
+                          "difference, not a confidence interval); the 1-NN hit averaged per photo (the same 3 crops per "
+                          "photo in both arms), and (random - top) per photo on the val photos both deletion rows "
+                          "tested; percentile bootstrap over photos, 95%",
         },
         "models": model_info,
         "results": results,
+        "comparison": comparison,
         "tables": tables,
         "seconds": seconds,
         "note": args.note,
@@ -387,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     print(tables["clusters"])
     print("\n## Deletion test (held-out val photos, adapted classifier)\n")
     print(tables["deletion"])
+    print("\n## Paired arm comparison\n")
+    print(tables["comparison"])
     print(f"\nseconds: {json.dumps(seconds)}")
     print(f"wrote {args.out}")
     return 0
