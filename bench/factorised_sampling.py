@@ -45,7 +45,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_name
+from _machine import cpu_name, spread_per_class
 from explain_speed import spearman, top_overlap
 
 HERE = Path(__file__).resolve().parent
@@ -72,20 +72,9 @@ def select_subset(data: Path, per_class: int, n_val_classes: int):
     ds = full.with_classes(package_classes(full))
     train, val = ds.split("train"), ds.split("val")
 
-    def spread(samples, k):
-        by: dict[str, list] = {}
-        for s in sorted(samples, key=lambda s: s.id):
-            by.setdefault(s.label, []).append(s)
-        out = []
-        for label in sorted(by):
-            items = by[label]
-            idx = np.unique(np.linspace(0, len(items) - 1, min(k, len(items))).round().astype(int))
-            out += [items[i] for i in idx]
-        return out
-
     labels = sorted({s.label for s in val.samples})[:: max(1, len(ds.classes) // n_val_classes)][:n_val_classes]
-    val_s = spread([s for s in val.samples if s.label in labels], 1)
-    return replace(train, samples=spread(train.samples, per_class)), replace(val, samples=val_s)
+    val_s = spread_per_class([s for s in val.samples if s.label in labels], 1)
+    return replace(train, samples=spread_per_class(train.samples, per_class)), replace(val, samples=val_s)
 
 
 def with_ocr(ds):
