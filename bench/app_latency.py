@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import git_state
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "meta": {
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "git": git_state(),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "samples": args.samples, "classes": args.classes, "explanations_per_run": args.explanations, "runs": 2,
             "visits_per_view": args.visits, "seed": args.seed, "store": "SQLite file (WAL)",

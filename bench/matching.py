@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import git_state
+
 import numpy as np
 
 DATASET = Path("/work/shared/datasets/GroceryStoreDataset/dataset")
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "git": git_state(),
         "dataset": {
             "name": "GroceryStoreDataset (Klasson et al., WACV 2019)", "root": str(args.dataset),
             "queries": f"val photos ({len(val)})", "galleries": {"train": f"train photos ({len(train)})", "iconic": f"iconic catalogue images ({len(iconic)}, one per class)"},

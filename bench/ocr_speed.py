@@ -27,7 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_name
+from _machine import cpu_name, git_state
 
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import ClassList, ProductSample
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     words = [len(s.tokens) for s in out.samples if s.ocr_tokens is not None]
     result = {
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "git": git_state(),
         "date_utc": started.isoformat(timespec="seconds"),
         "machine": env,
         "engine": report.engine,

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import cpu_name
+from _machine import cpu_name, git_state
 
 DATASET = Path("/work/shared/datasets/GroceryStoreDataset/dataset")
 #: one val photo of each of these package classes (the first in file order)
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {
             "command": "python bench/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "git": git_state(),
             "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch threads {args.threads}, "
                        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
             "load_average_1_5_15_at_start": [round(x, 2) for x in load0],
