@@ -376,6 +376,8 @@ def _explain_facts(ctx: Context, max_masks: int) -> dict[str, Any]:
     records = [_read_result(ctx.explained[sid]) for sid in sorted(ctx.explained)]
     if not records:
         return {"photos": 0}
+    assert ctx.dataset is not None
+    by_id = ctx.dataset.by_id()
     exps = [x for r in records for x in r.get("explanations", [])]
     passes = [r.get("stats", {}).get("n_image_encodes", 0) + r.get("stats", {}).get("n_text_encodes", 0) for r in records]
     flagged = [x for x in exps if (x.get("quality") or {}).get("flags")]
@@ -387,8 +389,7 @@ def _explain_facts(ctx: Context, max_masks: int) -> dict[str, Any]:
         "encoder_passes": float(np.mean(passes)), "max_image_masks": max_masks,
         "scored": sum(x.get("quality") is not None for x in exps), "flagged": len(flagged),
         "flags": sorted({f for x in flagged for f in x["quality"]["flags"]}),
-        "classes": sorted({str(ctx.dataset.by_id()[r["sample_id"]].label) for r in records  # type: ignore[union-attr]
-                           if r["sample_id"] in ctx.dataset.by_id()}),  # type: ignore[union-attr]
+        "classes": sorted({str(by_id[r["sample_id"]].label) for r in records if r["sample_id"] in by_id}),
     }
 
 
