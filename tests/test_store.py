@@ -77,6 +77,9 @@ def test_open_without_create_refuses_a_missing_store(tmp_path):
     with pytest.raises(StoreNotFoundError, match=r"no results store at .*nope\.sqlite; create one with `prodlens db init"):
         Store.open(tmp_path / "nope.sqlite", create=False)
     assert not (tmp_path / "nope.sqlite").exists()
+    with pytest.raises(StoreNotFoundError, match=r"nope2\.sqlite"):  # the URL form, too, leaves no empty file
+        Store.open(f"sqlite:///{tmp_path / 'nope2.sqlite'}", create=False)
+    assert not (tmp_path / "nope2.sqlite").exists()
 
 
 def test_store_written_by_a_newer_prodlens_is_refused(tmp_path):

@@ -160,6 +160,23 @@ def _sqlite_pragmas(is_file: bool):  # noqa: ANN202 - event hook
     return on_connect
 
 
+def _sqlite_file(target: str | Path) -> Path | None:
+    """The SQLite file a store location names (a path or a ``sqlite:///`` URL), else ``None``.
+
+    >>> _sqlite_file("sqlite:///runs/r.sqlite").name, _sqlite_file(":memory:"), _sqlite_file("postgresql://h/db")
+    ('r.sqlite', None, None)
+    """
+    s = str(target)
+    if s in (":memory:", "sqlite://", "sqlite:///:memory:"):
+        return None
+    if "://" in s:
+        url = make_url(s)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database).expanduser()
+    return Path(s).expanduser()
+
+
 def _engine_for(target: str | Path) -> tuple[Engine, str, Path | None]:
     """(engine, printable location, folder of the SQLite file or None)."""
     s = str(target)
@@ -220,9 +237,10 @@ class Store(MatchingTables):
         >>> Store.open(":memory:").schema_version
         3
         """
-        if not create and "://" not in str(target) and str(target) != ":memory:":
-            if not Path(target).expanduser().is_file():
-                raise StoreNotFoundError(str(target))
+        file = _sqlite_file(target)
+        if not create and file is not None:
+            if not file.is_file():  # checked before connecting: SQLite would create an empty file
+                raise StoreNotFoundError(str(file))
         elif isinstance(target, Path):
             target.expanduser().parent.mkdir(parents=True, exist_ok=True)
         elif "://" not in target and target != ":memory:":
