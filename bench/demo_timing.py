@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_demo(work / "demo", progress=False).to_dict()
         wall = time.perf_counter() - t0
     stages = {s["stage"]: round(s["seconds"], 1) for s in summary["stages"]}
+    from prodlens.pipeline import PipelineSummary, StageReport, highlights
+
+    reports = tuple(StageReport(s["stage"], done=s["done"], skipped=s["skipped"], seconds=s["seconds"], status=s["status"],
+                                error=s["error"], key=s["key"], outputs=s["outputs"]) for s in summary["stages"])
+    printed = highlights(PipelineSummary(summary["run"], reports, summary["store"], summary["seconds"]))
     result = {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -53,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         "git": git_state(Path(__file__).parent),
         "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
         "wall_seconds": round(wall, 1), "pipeline_seconds": round(summary["seconds"], 1), "stages": stages,
+        "highlights": printed, "stage_outputs": {s["stage"]: s["outputs"] for s in summary["stages"]},
         "note": "prodlens demo from a fresh output folder and fresh caches, after setup (the .venv exists)"
                 + (f"; recorded from {args.summary} after the run (load averages at recording time; the git state is "
                    "the checkout's when recorded)" if args.summary else ""),
