@@ -10,6 +10,7 @@ from typing import Any
 
 from prodlens._names import safe_filename
 from prodlens.cli._common import add_parser
+from prodlens.explain.interpretable import FILLS
 from prodlens.errors import ProdlensError
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--segments", type=int, default=100, help="SLIC superpixels to aim for (default 100)")
-    p.add_argument("--fill", choices=["mean", "black", "blur"], default="mean", help="what replaces an off superpixel")
+    p.add_argument("--fill", choices=FILLS, default="mean", help="what replaces an off superpixel")
     p.add_argument("--runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
                    help="image network runtime: auto = ONNX Runtime on the CPU (same outputs, ~1.8x cheaper), else PyTorch")
     p.add_argument("--out", required=True, help="folder for the PNGs and the JSON")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prodlens.cli._common import add_parser, report_skips
+from prodlens.explain.interpretable import FILLS
 from prodlens.errors import ProdlensError
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--append", action="store_true", help="add/replace this model's rows in an existing table")
     d.add_argument("--modality", nargs="+", choices=("image", "text"), default=["image", "text"])
     d.add_argument("--top-k", type=_pos, default=3, help="global features deleted per class (default 3)")
-    d.add_argument("--fill", default="black", choices=("black", "mean", "blur"), help="deleted superpixels become (default black)")
+    d.add_argument("--fill", default="black", choices=FILLS, help="deleted superpixels become (default black)")
     d.add_argument("--repeats", type=_pos, default=1, help="random deletions per sample (default 1)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random deletions (default 0)")
     d.add_argument("--split", choices=("train", "val", "test"), default=None,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from prodlens.errors import ProdlensError
+from prodlens.explain.interpretable import FILLS
 
 #: Stage names, in the order they run.
 STAGES = ("ocr", "train", "explain", "global", "deletion", "store", "match", "sanity")
@@ -49,6 +50,16 @@ class ConfigError(ProdlensError, ValueError):
 def _fail(section: str, message: str) -> typing.NoReturn:
     where = f"[{section}] " if section else ""
     raise ValueError(f"{where}{message}")
+
+
+def _either(names: typing.Sequence[str]) -> str:
+    """``'a', 'b' or 'c'`` (a rule's wording from its vocabulary).
+
+    >>> _either(("mean", "black", "blur"))
+    "'mean', 'black' or 'blur'"
+    """
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 def _check(section: str, ok: bool, name: str, rule: str, value: Any) -> None:
@@ -167,7 +178,7 @@ class ExplainConfig:
         _check("explain", self.limit >= 0, "limit", "an int >= 0 (0 explains every photo of the split)", self.limit)
         _check("explain", self.samples >= 2, "samples", "an int >= 2 (the original plus perturbations)", self.samples)
         _check("explain", self.segments >= 2, "segments", "an int >= 2", self.segments)
-        _check("explain", self.fill in ("mean", "black", "blur"), "fill", "'mean', 'black' or 'blur'", self.fill)
+        _check("explain", self.fill in FILLS, "fill", _either(FILLS), self.fill)
         _check("explain", self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
         _check("explain", self.targets in ("auto", "all"), "targets", "'auto' or 'all'", self.targets)
         _check("explain", self.resolution in ("auto", "model", "full"), "resolution", "'auto', 'model' or 'full'", self.resolution)
@@ -240,7 +251,7 @@ class DeletionConfig:
     def __post_init__(self) -> None:
         _check_modalities("deletion", self.modalities)
         _check("deletion", self.top_k >= 1, "top_k", "an int >= 1", self.top_k)
-        _check("deletion", self.fill in ("mean", "black", "blur"), "fill", "'mean', 'black' or 'blur'", self.fill)
+        _check("deletion", self.fill in FILLS, "fill", _either(FILLS), self.fill)
         _check("deletion", self.repeats >= 1, "repeats", "an int >= 1", self.repeats)
         _check("deletion", self.holdout in HOLDOUTS, "holdout", "'crossfit' or 'none'", self.holdout)
         _check("deletion", self.folds >= 2, "folds", "an int >= 2", self.folds)
