@@ -53,7 +53,7 @@ log = logging.getLogger("bench.app_latency")
 BRANDS = ["Arla", "Alpro", "Oatly", "God-Morgon", "Bravo", "Tropicana", "Valio", "Yoggi", "Garant"]
 PRODUCTS = ["Standard-Milk", "Medium-Fat-Milk", "Oat-Milk", "Orange-Juice", "Apple-Juice", "Vanilla-Yoghurt",
             "Natural-Yoghurt", "Sour-Cream", "Soy-Milk"]
-VIEWS = ("single", "sample", "gallery", "misclassified", "global", "histogram", "compare")
+VIEWS = ("single", "sample", "gallery", "misclassified", "global", "histogram", "quality", "compare", "matching")
 
 
 def class_names(n: int) -> list[str]:
@@ -86,6 +86,11 @@ def fill_store(path: Path, n_samples: int, n_classes: int, n_explanations: int, 
                            error_rate=0.12, n_segments=50, seed=seed)
         fill_synthetic_run(store, samples, classes, run_name="variant", n_explanations=n_explanations,
                            error_rate=0.15, n_segments=50, seed=seed + 1)
+        from prodlens.app.match_fixtures import fill_synthetic_matching
+
+        # the Matching tab: every sample's top-5 gallery list in "baseline-match", 50 explained pairs
+        store.add_run("baseline-match", model="zero_shot/fused", classes=classes)
+        fill_synthetic_matching(store, "baseline-match", samples, k=5, n_explained=50, seed=seed)
         log.info("filled %s in %.1f s: %s", path, time.perf_counter() - t, store.table_counts())
 
 
@@ -128,8 +133,12 @@ def time_callbacks(path: Path, visits: int, seed: int) -> dict:
             cb.on_global(run, cls)
         elif view == "histogram":
             cb.on_histogram(run, cls)
+        elif view == "quality":
+            cb.on_quality(run, cls)
         elif view == "compare":
             cb.on_compare_choices(run, other, cls)
+        elif view == "matching":  # falls back to the store's matching run, as the app does
+            cb.on_match_class(run, cls)
         ms = (time.perf_counter() - t) * 1000
         key = (run, cls, view)
         times[view]["warm" if key in seen else "cold"].append(ms)
