@@ -4,10 +4,11 @@ Explaining one photo costs hundreds to thousands of forward passes of the image
 network, and on a CPU almost all of an explanation's time is spent there. PyTorch's
 eager CPU path runs EfficientNet-Lite's batch norms, ReLU6 and TF "same" padding as
 separate kernels; ONNX Runtime folds them into the convolutions and fuses the rest.
-On the idle 2-core benchmark machine that is 1.8x less time per image for
-``tf_efficientnet_lite0`` at 256 px (25.7 vs 46.5 ms, batch 8; about 2x when the CPU
-is shared with other jobs), with outputs equal to PyTorch's within float rounding (max
-abs difference ~1e-5 on logits; see ``bench/explain_speed.py``).
+That takes less time per image than PyTorch's eager path on a CPU (an earlier
+measurement gave 1.8x for ``tf_efficientnet_lite0`` at 256 px; no current bench result
+backs a number, since ``bench/explain_speed.py`` now runs every arm on ONNX Runtime),
+with outputs equal to PyTorch's within float rounding (``tests/test_runtime.py`` checks
+1e-5 on features and logits).
 
 :func:`onnx_image_runner` exports a ``(B, 3, S, S) -> (B, D)`` module once (cached on
 disk by a digest of its weights, input size and torch version), checks the exported
