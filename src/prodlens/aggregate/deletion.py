@@ -440,12 +440,7 @@ def deletion_test(
     (1.0, False)
     """
     _check_params(modality, top_k, n_repeats, reach, batch_size, seed, radius_scale, ci_level, resamples, fill)
-    classes = _classes(classifier)
-    by_id = index_samples(samples)
-    labels = {sid: s.label for sid, s in by_id.items() if s.label is not None}
-    chosen = _pick_explanations(explanations, labels)
-    if not chosen:
-        raise ValueError("explanations is empty: pass the local explanations of the test samples")
+    classes, by_id, labels, chosen = _prepare(classifier, explanations, samples)
     splits = check_splits(global_explanations, {sid: by_id.get(sid) for sid in chosen}, global_split=global_split,
                           test_split=test_split, in_sample=in_sample)
     source = ImageSource(by_id, images)
@@ -502,10 +497,7 @@ def crossfit_deletion_test(
     """
     _check_params(modality, top_k, n_repeats, reach, batch_size, seed, radius_scale, ci_level, resamples, fill)
     check_int("folds", folds, 2)
-    classes = _classes(classifier)
-    by_id = index_samples(samples)
-    labels = {sid: s.label for sid, s in by_id.items() if s.label is not None}
-    chosen = _pick_explanations(explanations, labels)
+    classes, by_id, labels, chosen = _prepare(classifier, explanations, samples)
     if len(chosen) < folds:
         raise ValueError(f"{len(chosen)} explained samples cannot be dealt into {folds} folds; explain more photos")
     fold_of = crossfit_folds({sid: labels.get(sid, e.target_name) for sid, e in chosen.items()}, folds)
@@ -563,13 +555,25 @@ def _check_params(modality: str, top_k: int, n_repeats: int, reach: float, batch
         fill_image(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.int32), fill)  # validates the name
 
 
-def _classes(classifier: Classifier) -> list[str]:
+def _prepare(classifier: Classifier, explanations: Sequence[Explanation],
+             samples: Iterable[ProductSample] | Mapping[str, ProductSample] | None
+             ) -> tuple[list[str], dict[str, ProductSample], dict[str, str], dict[str, Explanation]]:
+    """(class names, samples by id, labels by id, one explanation per tested sample), checked."""
     if not hasattr(classifier, "predict_proba"):
         raise TypeError(f"classifier must have predict_proba(images, token_lists); got {type(classifier).__name__}")
     classes = list(getattr(classifier, "classes", []))
     if not classes:
         raise ValueError("classifier.classes is empty: the deletion test needs the class names to score accuracy")
-    return classes
+    by_id = index_samples(samples)
+    labels = {sid: s.label for sid, s in by_id.items() if s.label is not None}
+    chosen = _pick_explanations(explanations, labels)
+    if not chosen:
+        raise ValueError("explanations is empty: pass the local explanations of the test samples")
+    missing_labels = [sid for sid in chosen if sid not in labels]
+    if missing_labels:
+        log.warning("%d samples have no label in samples=; using their explanation's class instead (e.g. %r)",
+                    len(missing_labels), missing_labels[0])
+    return classes, by_id, labels, chosen
 
 
 def _config(modality: str, top_k: int, fill: Fill, n_repeats: int, reach: float, seed: int, n_explained: int,
@@ -585,10 +589,6 @@ def _score(classifier: Classifier, classes: list[str], global_explanations: Glob
            model: str, top_k: int, fill: Fill, n_repeats: int, reach: float, seed: int, embed_fn: Callable | None,
            radius_scale: float, batch_size: int, progress: bool) -> tuple[list[list[bool]], list[SampleOutcome]]:
     """Per-sample correctness (original, top deleted, each random control) and outcomes."""
-    missing_labels = [sid for sid in chosen if sid not in labels]
-    if missing_labels:
-        log.warning("%d samples have no label in samples=; using their explanation's class instead (e.g. %r)",
-                    len(missing_labels), missing_labels[0])
     cases = _cases(chosen, labels, global_explanations, modality, top_k, source,
                    embed_fn or getattr(classifier, "encode_images", None), radius_scale)
     log.info("%s/%s deletion test: %d of %d samples contain a top-%d global feature (%d held out)",

@@ -105,7 +105,10 @@ def backbone_is_trained(classifier: Any) -> bool:
 
 
 def _input_side(classifier: Any) -> int:
-    size = getattr(getattr(classifier, "preprocess", None), "input_size", None)
+    """The model's input side (:func:`~prodlens.explain.lime.model_input_size`; 224 when it does not tell)."""
+    from prodlens.explain.lime import model_input_size
+
+    size = model_input_size(classifier)
     if isinstance(size, (tuple, list)):
         size = max(size)
     return int(size) if size else 224

@@ -80,7 +80,7 @@ class Callbacks:
     def on_load(self) -> tuple:
         runs = self.ex.run_names()
         first = self.ex.richest_run()  # the run with the most to show, not merely the newest
-        explained = [r for r in reversed(runs) if r != first and self.ex.store.summary(r).n_explanations]
+        explained = [r for r in reversed(self.ex.explained_runs()) if r != first]
         other = explained[0] if explained else next((r for r in reversed(runs) if r != first), first)
         note = "" if runs else f"No runs in {self.ex.store.where} yet: run an explain job that writes to this store."
         return gr.update(choices=runs, value=first), gr.update(choices=runs, value=other), note

@@ -581,6 +581,15 @@ class Explorer(MatchViews, QualityViews):
         rows = [[f.rank + 1, f.payload.get("text", ""), f.payload.get("count", ""), round(f.importance, 4)] for f in texts]
         return CompareSide(run, summary, panel, rows)
 
+    def explained_runs(self) -> list[str]:
+        """Runs that hold at least one local explanation, in store order.
+
+        >>> from prodlens.store import Store
+        >>> Explorer(Store.open(":memory:")).explained_runs()
+        []
+        """
+        return [r for r in self.run_names() if self.store.summary(r).n_explanations]
+
     def compare_note(self, run_a: str | None) -> str:
         """Why run B shows no explanation, and what fills it (another explained run).
 
@@ -588,7 +597,7 @@ class Explorer(MatchViews, QualityViews):
         >>> Explorer(Store.open(":memory:")).compare_note("demo")[:41]
         'Only one run of this store holds explanat'
         """
-        others = [r for r in self.run_names() if r != run_a and self.store.summary(r).n_explanations]
+        others = [r for r in self.explained_runs() if r != run_a]
         if others:
             return "Choose a run with explanations of this sample to compare with: " + ", ".join(f"**{r}**" for r in others)
         return ("Only one run of this store holds explanations, so there is nothing to compare it with yet: explain "

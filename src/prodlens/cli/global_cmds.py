@@ -40,15 +40,6 @@ def _embedder(path: str) -> Any:
         raise ProdlensError(f"--embed-model {path}: {e}") from None
 
 
-def _crop_size(classifier: Any, given: int | None) -> int | None:
-    if given is not None:
-        return given
-    size = getattr(getattr(classifier, "preprocess", None), "input_size", None)
-    if isinstance(size, (tuple, list)):
-        size = max(size)
-    return int(size) if size else 224
-
-
 def _of_split(explanations: list, ds, split: str | None) -> list:
     """The explanations of samples in ``split`` (all when ``split`` is None)."""
     if split is None:

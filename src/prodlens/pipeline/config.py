@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prodlens.data.types import SPLITS
 from prodlens.errors import ProdlensError
 from prodlens.explain.interpretable import FILLS
 
@@ -143,7 +144,7 @@ class TrainSection:
         _check("train", self.mode in ("fast", "finetune"), "mode", "'fast' or 'finetune'", self.mode)
         _check("train", self.adapt_blocks >= 0, "adapt_blocks", "an int >= 0 (0: one-stage training)", self.adapt_blocks)
         _check("train", self.adapt_epochs >= 1, "adapt_epochs", "an int >= 1", self.adapt_epochs)
-        _check("train", self.select in SELECT, "select", "'train-fold' or 'val'", self.select)
+        _check("train", self.select in SELECT, "select", _either(SELECT), self.select)
         _check("train", not (self.adapt_blocks and self.model == "text"), "adapt_blocks",
                "0 for a text-only model (it has no image backbone to adapt)", self.adapt_blocks)
         _check("train", self.views >= 1, "views", "an int >= 1 (view 0 is the plain photo)", self.views)
@@ -253,7 +254,7 @@ class DeletionConfig:
         _check("deletion", self.top_k >= 1, "top_k", "an int >= 1", self.top_k)
         _check("deletion", self.fill in FILLS, "fill", _either(FILLS), self.fill)
         _check("deletion", self.repeats >= 1, "repeats", "an int >= 1", self.repeats)
-        _check("deletion", self.holdout in HOLDOUTS, "holdout", "'crossfit' or 'none'", self.holdout)
+        _check("deletion", self.holdout in HOLDOUTS, "holdout", _either(HOLDOUTS), self.holdout)
         _check("deletion", self.folds >= 2, "folds", "an int >= 2", self.folds)
         _check("deletion", self.radius_scale > 0, "radius_scale", "a number > 0", self.radius_scale)
         _check("deletion", self.in_sample in ("warn", "error", "allow"), "in_sample", "'warn', 'error' or 'allow'",
@@ -266,7 +267,7 @@ class MatchConfig:
     photo against the ``gallery`` photos with the zero-shot embedding of ``kind``
     (``"fused"``, ``"image"`` or ``"text"``; ``text_weight`` for fused), stored as the
     run ``{name}-match``. ``explain``: also explain why the correctly matched query with
-    the most OCR words matches (RISE saliency, shared words; ~40 s on 2 CPU cores)."""
+    the most OCR words matches (RISE saliency, shared words; the slowest part of this stage)."""
 
     enabled: bool = False
     kind: str = "fused"
@@ -280,8 +281,8 @@ class MatchConfig:
         _check("match", 0.0 <= self.text_weight <= 1.0, "text_weight", "between 0 and 1", self.text_weight)
         for name in ("queries", "gallery"):
             v = getattr(self, name)
-            _check("match", v in ("train", "val", "test") or (name == "gallery" and v == "iconic"), name,
-                   "'train', 'val' or 'test'" + (" or 'iconic'" if name == "gallery" else ""), v)
+            _check("match", v in SPLITS or (name == "gallery" and v == "iconic"), name,
+                   _either(SPLITS) + (" or 'iconic'" if name == "gallery" else ""), v)
 
 
 @dataclass(frozen=True)

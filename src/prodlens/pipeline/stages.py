@@ -241,6 +241,7 @@ def stage_train(ctx: Context) -> StageReport:
     if path.is_file() and (adapted is None or adapted.is_file()) and metrics_file.is_file():
         return report(skipped=1, outputs={"checkpoint": str(path), **json.loads(metrics_file.read_text())})
     from prodlens.data.images import openable
+    from prodlens.train import TrainConfig, train_model
 
     bad: list[Skip] = []  # an unreadable training photo is reported, not fatal
     train, val = (openable(ctx.dataset.split(sp), bad) for sp in ("train", "val"))
@@ -250,15 +251,11 @@ def stage_train(ctx: Context) -> StageReport:
     common = {"seed": cfg.seed, "feature_cache": str(cfg.cache_path / "features")}
     outputs: dict[str, Any] = {"select": t.select}
     if adapted is not None:
-        from prodlens.train import TrainConfig, train_model
-
         ac = TrainConfig(mode="fast", views=t.views, train_blocks=t.adapt_blocks, epochs=t.adapt_epochs,
                          schedule="cosine", label_smoothing=0.1, batch_size=32, **common)
         res = train_model(train, watch, model="image", image_backbone=t.image_backbone, backbone_cfg=dict(t.backbone),
                           config=ac, out=adapted, progress=ctx.progress)
         outputs.update({"adapted_checkpoint": str(adapted), **_val_metrics("image_val", res.classifier, val)})
-    from prodlens.train import TrainConfig, train_model
-
     tc = TrainConfig(mode=t.mode, views=t.views, epochs=t.epochs, patience=t.patience, lr=t.lr, batch_size=t.batch_size,
                      init_from=str(adapted) if adapted is not None else None, **common)
     res = train_model(train, watch, model=t.model, image_backbone=t.image_backbone,
@@ -393,11 +390,6 @@ def _explain_facts(ctx: Context, max_masks: int) -> dict[str, Any]:
     }
 
 
-def _crop_size(classifier: Any) -> int:
-    size = getattr(getattr(classifier, "preprocess", None), "input_size", None)
-    return int(max(size) if isinstance(size, (tuple, list)) else size) if size else 224
-
-
 def _own_class_explanations(ctx: Context) -> list[Explanation]:
     out = []
     for sid in sorted(ctx.explained):
@@ -494,6 +486,7 @@ def stage_deletion(ctx: Context) -> StageReport:
         return report(skipped=1, outputs=_deletion_facts(path))
     assert ctx.global_path is not None and ctx.dataset is not None
     exps = [x for sid in sorted(ctx.explained) for x in _explanations(_read_result(ctx.explained[sid]), sid)]
+    by_id = ctx.dataset.by_id()
     clf = ctx.classifier()
     common = {"model": cfg.train.model, "top_k": d.top_k, "fill": d.fill, "n_repeats": d.repeats, "seed": cfg.seed,
               "radius_scale": d.radius_scale, "progress": ctx.progress}
@@ -503,10 +496,10 @@ def stage_deletion(ctx: Context) -> StageReport:
 
         def fit_global(fold: list[Explanation]) -> Any:  # as the global stage: each photo's own-class explanation
             mine = [e for e in fold if (e.sample_id, e.target) in own_ids]
-            return _global_explainer(ctx, embed).fit(mine, ctx.dataset.by_id()).global_  # type: ignore[union-attr]
+            return _global_explainer(ctx, embed).fit(mine, by_id).global_
 
         rows = tuple(
-            crossfit_deletion_test(clf, fit_global, exps, ctx.dataset.by_id(), modality=m, folds=d.folds,
+            crossfit_deletion_test(clf, fit_global, exps, by_id, modality=m, folds=d.folds,
                                    embed_fn=embed, **common)
             for m in d.modalities
         )
@@ -514,7 +507,7 @@ def stage_deletion(ctx: Context) -> StageReport:
         glob = read_global(ctx.global_path)
         embed = embedder(ctx) if "image" in ctx.config.global_.modalities else None
         rows = tuple(
-            deletion_test(clf, glob, exps, ctx.dataset.by_id(), modality=m, in_sample=d.in_sample, embed_fn=embed,
+            deletion_test(clf, glob, exps, by_id, modality=m, in_sample=d.in_sample, embed_fn=embed,
                           **common)
             for m in d.modalities
         )

@@ -160,6 +160,10 @@ def _sqlite_pragmas(is_file: bool):  # noqa: ANN202 - event hook
     return on_connect
 
 
+#: The spellings of an in-memory SQLite store.
+_MEMORY = (":memory:", "sqlite://", "sqlite:///:memory:")
+
+
 def _sqlite_file(target: str | Path) -> Path | None:
     """The SQLite file a store location names (a path or a ``sqlite:///`` URL), else ``None``.
 
@@ -167,7 +171,7 @@ def _sqlite_file(target: str | Path) -> Path | None:
     ('r.sqlite', None, None)
     """
     s = str(target)
-    if s in (":memory:", "sqlite://", "sqlite:///:memory:"):
+    if s in _MEMORY:
         return None
     if "://" in s:
         url = make_url(s)
@@ -180,7 +184,7 @@ def _sqlite_file(target: str | Path) -> Path | None:
 def _engine_for(target: str | Path) -> tuple[Engine, str, Path | None]:
     """(engine, printable location, folder of the SQLite file or None)."""
     s = str(target)
-    if s in (":memory:", "sqlite://", "sqlite:///:memory:"):
+    if s in _MEMORY:
         engine = create_engine(
             "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
