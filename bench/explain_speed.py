@@ -187,28 +187,9 @@ def train_models(threads: int) -> tuple:
     """The OCR'd bundled sample and the image + concat models (trained once into ``RUNS``)."""
     import explanation_quality as eq
 
-    from prodlens.data.sample import load_sample
-    from prodlens.models.checkpoint import load_classifier
-    from prodlens.ocr.runner import run_ocr
-    from prodlens.train import TrainConfig, train_model
-    from prodlens.train.metrics import evaluate
-
-    ds, rep = run_ocr(load_sample(), cache_dir=OCR_CACHE, script_filter="sv", workers=1, progress=False)
-    log.info("OCR: %s", rep.summary())
-    train, val = ds.split("train"), ds.split("val")
-    cfg = TrainConfig(mode="fast", views=2, seed=0, feature_cache=str(eq.FEATURES))
-    models, info = {}, {}
-    for name in ("image", "concat"):
-        path = RUNS / f"{name}_fast_v2_s0.pt"
-        if not path.is_file():
-            t0 = time.perf_counter()
-            train_model(train, val, model=name, config=cfg, out=path, progress=False)
-            log.info("trained %s in %.0f s", name, time.perf_counter() - t0)
-        clf = load_classifier(path).use_runtime("auto")  # ONNX export outside every timing
-        models[name] = clf
-        info[name] = {"checkpoint": str(path.relative_to(HERE.parent)), "runtime": clf.runtime,
-                      "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:16],
-                      "val_top1": round(evaluate(clf, val, progress=False).top1, 4)}
+    ds, models, info, rep, cfg = eq.sample_models(("image", "concat"), RUNS, cache_dir=OCR_CACHE, script_filter="sv")
+    for name in models:
+        info[name]["sha256"] = hashlib.sha256((HERE.parent / info[name]["checkpoint"]).read_bytes()).hexdigest()[:16]
     return ds, models, {"models": info, "ocr": rep.summary(), "ocr_cache": str(OCR_CACHE), "script_filter": "sv",
                         "train_config": cfg.to_dict()}
 

@@ -400,21 +400,24 @@ def real_arms(args: argparse.Namespace) -> dict[str, dict]:
     }
 
 
-def real_models(args: argparse.Namespace):
-    """The OCR'd bundled sample and the two demo-style models (trained once into runs/bench-quality/)."""
+def sample_models(names: tuple[str, ...], runs: Path, **ocr) -> tuple:
+    """The bundled sample OCR'd (``run_ocr(**ocr)``) and demo-style fast models ``names``,
+    each trained once into ``runs`` and loaded on ONNX Runtime (exported here, outside any
+    timing). Returns ``(dataset, models, info, ocr_report, train_config)``; ``info`` per
+    model: checkpoint, val top-1 (early stopping watched val), runtime."""
     from prodlens.data.sample import load_sample
     from prodlens.models.checkpoint import load_classifier
     from prodlens.ocr.runner import run_ocr
     from prodlens.train import TrainConfig, train_model
     from prodlens.train.metrics import evaluate
 
-    ds, rep = run_ocr(load_sample(), workers=1, progress=False)
+    ds, rep = run_ocr(load_sample(), workers=1, progress=False, **ocr)
     log.info("OCR: %s", rep.summary())
     train, val = ds.split("train"), ds.split("val")
     cfg = TrainConfig(mode="fast", views=2, seed=0, feature_cache=str(FEATURES))
     models, info = {}, {}
-    for name in ("concat", "image"):
-        path = RUNS / f"{name}_fast_v2_s0.pt"
+    for name in names:
+        path = runs / f"{name}_fast_v2_s0.pt"
         if not path.is_file():
             t0 = time.perf_counter()
             train_model(train, val, model=name, config=cfg, out=path, progress=False)
@@ -423,6 +426,12 @@ def real_models(args: argparse.Namespace):
         models[name] = clf
         info[name] = {"checkpoint": str(path.relative_to(HERE.parent)), "val_top1": round(evaluate(clf, val, progress=False).top1, 4),
                       "runtime": clf.runtime}
+    return ds, models, info, rep, cfg
+
+
+def real_models(args: argparse.Namespace):
+    """The OCR'd bundled sample and the two demo-style models (trained once into runs/bench-quality/)."""
+    ds, models, info, rep, cfg = sample_models(("concat", "image"), RUNS)
     return ds, models, {"models": info, "ocr": rep.summary(), "train_config": cfg.to_dict()}
 
 
