@@ -104,6 +104,29 @@ def test_unsupported_url_is_named():
         Store.open("mysql://u:pw@h/db")
 
 
+def test_a_location_is_parsed_once_into_a_typed_value(tmp_path):
+    from prodlens.store.backends import BACKENDS, backend_for
+    from prodlens.store.location import StoreLocation
+
+    f = StoreLocation.parse(tmp_path / "a.sqlite")
+    assert (f.backend, f.file, f.memory, f.root) == ("sqlite", tmp_path / "a.sqlite", False, tmp_path)
+    assert StoreLocation.parse(f"sqlite:///{tmp_path / 'a.sqlite'}") == f
+    assert all(StoreLocation.parse(m).memory for m in (":memory:", "sqlite://", "sqlite:///:memory:"))
+    pg = StoreLocation.parse("postgres://u:pw@h/db")
+    assert (pg.backend, pg.file, pg.where) == ("postgresql", None, "postgresql+psycopg://u:***@h/db")
+    assert set(BACKENDS) == {"sqlite", "postgresql"} and backend_for(pg) is BACKENDS["postgresql"]
+    with Store.open(f) as s:  # a parsed location opens as the string does
+        assert s.location == f and s.where == str(tmp_path / "a.sqlite")
+
+
+def test_store_methods_are_its_table_modules_methods(store):
+    run = store.add_run("r", model="concat")
+    assert store.runs.get_run("r") == run and store.get_run.__doc__ == store.runs.get_run.__doc__
+    assert Store.add_run.__doc__.startswith("Record a run")
+    with pytest.raises(ValueError, match="on_conflict must be 'replace' or 'ignore', got 'keep'"):
+        store.add_samples([ProductSample("s", Path("s.jpg"), "A", "val")], on_conflict="keep")
+
+
 def test_postgres_open_without_create_refuses_empty_database(pg_url):
     with pytest.raises(StoreNotFoundError, match="no results store at postgresql"):
         Store.open(pg_url, create=False)
