@@ -256,7 +256,7 @@ def test_explain_needs_an_input(toy):
     "kw, match",
     [
         ({"n_samples": 1}, "n_samples must be an int >= 2"),
-        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
         ({"resolution": "full"}, "resolution must be 'auto', 'model', None or a positive int"),
         ({"early_stop": "yes"}, "early_stop must be True, False or an EarlyStopping"),
         ({"sampler": "sobol"}, r"sampler must be 'auto', one of \('bernoulli', 'paired', 'orthogonal', 'factorised'\)"),
@@ -440,9 +440,9 @@ def test_early_stopping_tolerates_one_swap_at_the_boundary():
 def test_sampler_and_stopping_validate():
     with pytest.raises(ValueError, match=r"p must be in \(0, 1\)"):
         BernoulliSampler(1.0).sample(2, 2, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="patience must be >= 1"):
+    with pytest.raises(ValueError, match="patience must be an int >= 1"):
         EarlyStopping(patience=0)
-    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
         EarlyStopping(chunk_size=0)
     with pytest.raises(ValueError, match=r"tolerance must be in 0..top_k-1 = 0..4, got 5"):
         EarlyStopping(top_k=5, tolerance=5)

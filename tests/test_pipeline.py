@@ -21,7 +21,7 @@ import pytest
 
 from prodlens.data.manifest import Dataset, write_dataset
 from prodlens.data.types import OcrToken
-from prodlens.pipeline import ConfigError, PipelineConfig, item_file, load_config, run_pipeline
+from prodlens.pipeline import PipelineConfigError, PipelineConfig, item_file, load_config, run_pipeline
 from prodlens.pipeline.stages import KILL_AFTER_ENV
 from prodlens.store import Store
 
@@ -47,7 +47,7 @@ N_TEST = 2 * len(CLASSES)  # good test photos; the corrupt one fails
     ],
 )
 def test_config_errors_name_the_setting(raw, match):
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(PipelineConfigError, match=match):
         PipelineConfig.from_dict(raw, source="run.toml")
 
 
@@ -59,11 +59,11 @@ def test_load_config_toml_json_and_relative_paths(tmp_path):
     assert a.executor.workers == 2 and a.executor.num_gpus == 1.0
     assert b.store_target == "postgresql://u@h/db" and b.cache_path == tmp_path / "work/pipeline/cache"
     (tmp_path / "bad.toml").write_text("name = ")
-    with pytest.raises(ConfigError, match=r"bad.toml: not valid TOML"):
+    with pytest.raises(PipelineConfigError, match=r"bad.toml: not valid TOML"):
         load_config(tmp_path / "bad.toml")
-    with pytest.raises(ConfigError, match=r"missing.toml: config file not found"):
+    with pytest.raises(PipelineConfigError, match=r"missing.toml: config file not found"):
         load_config(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match=r"workers must be an int >= 1; got 0"):
+    with pytest.raises(PipelineConfigError, match=r"workers must be an int >= 1; got 0"):
         a.with_overrides(workers=0)
 
 
@@ -307,7 +307,7 @@ def test_demo_is_a_preset_of_the_pipeline():
     assert cfg.train.adapt_blocks == 1 and cfg.global_.embedding == "auto" and cfg.match.enabled
     assert len(cfg.explain.classes) == 3 and cfg.deletion.holdout == "crossfit"
     assert demo_config("x", workers=2).ocr.workers == 2
-    with pytest.raises(ConfigError, match="or a preset name"):
+    with pytest.raises(PipelineConfigError, match="or a preset name"):
         load_config("no-such-preset")
 
 
@@ -319,5 +319,5 @@ def test_demo_is_a_preset_of_the_pipeline():
     ("global", {"embedding": ""}, "embedding must be 'auto', 'model', 'adapted' or a checkpoint path"),
 ])
 def test_new_settings_are_checked(section, setting, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(PipelineConfigError, match=message):
         PipelineConfig.from_dict({section: setting})

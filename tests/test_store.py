@@ -18,7 +18,7 @@ from prodlens.explain.explanation import Explanation
 from prodlens.store import (
     SCHEMA_VERSION,
     DeletionResult,
-    GlobalFeature,
+    GlobalFeatureRecord,
     MatchResult,
     Prediction,
     RunExistsError,
@@ -283,11 +283,11 @@ def test_predictions_fill_in_correct_and_filter(store):
 
 def test_global_features_replace_per_class_and_modality(store):
     run = store.add_run("r")
-    img = [GlobalFeature("A", "image", k, 1.0 / (k + 1), {
+    img = [GlobalFeatureRecord("A", "image", k, 1.0 / (k + 1), {
         "representative": {"sample_id": "s000", "superpixel": k}, "members": [{"sample_id": "s000", "superpixel": k}]})
         for k in range(3)]
-    txt = [GlobalFeature("A", "text", 0, 0.9, {"text": "OATLY", "variants": {"OATLY": 3, "0ATLY": 1}, "count": 4})]
-    other = [GlobalFeature("B", "image", 0, 0.5, {}), GlobalFeature("A", "image", 0, 0.3, {}, method="normlime")]
+    txt = [GlobalFeatureRecord("A", "text", 0, 0.9, {"text": "OATLY", "variants": {"OATLY": 3, "0ATLY": 1}, "count": 4})]
+    other = [GlobalFeatureRecord("B", "image", 0, 0.5, {}), GlobalFeatureRecord("A", "image", 0, 0.3, {}, method="normlime")]
     store.put_global_features(run, img + txt + other)
     store.put_global_features(run, img[:2])  # a re-run found fewer clusters for A/image/cluster
     got = store.get_global_features(run, class_name="A")
@@ -296,7 +296,7 @@ def test_global_features_replace_per_class_and_modality(store):
     assert got[-1].payload["variants"] == {"OATLY": 3, "0ATLY": 1}
     assert len(store.get_global_features(run, modality="image", method="cluster")) == 3
     with pytest.raises(ValueError, match="modality must be one of"):
-        GlobalFeature("A", "audio", 0, 1.0)
+        GlobalFeatureRecord("A", "audio", 0, 1.0)
 
 
 def test_deletion_and_match_results(store):
@@ -323,7 +323,7 @@ def test_export_json_and_csv(store, tmp_path):
     store.put_predictions(run, [Prediction("s000", "A", [("A", 0.8), ("B", 0.2)])])
     e = _explanation("s000", 0, "A")
     store.put_explanation(run, e)
-    store.put_global_features(run, [GlobalFeature("A", "text", 0, 0.9, {"text": "OATLY"})])
+    store.put_global_features(run, [GlobalFeatureRecord("A", "text", 0, 0.9, {"text": "OATLY"})])
     store.put_deletion_result(run, DeletionResult("concat", "image", [0, 1], [0.9, 0.5]))
     (jpath,) = export_run(store, "r", tmp_path / "out.json", "json")
     data = json.loads(jpath.read_text())

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from prodlens._validation import did_you_mean
 from prodlens._names import safe_filename
 from prodlens.cli._common import add_parser
 from prodlens.explain.interpretable import FILLS
@@ -56,10 +57,7 @@ def run_explain(
     ds = read_dataset(dataset_dir)
     by_id = ds.by_id()
     if sample_id not in by_id:
-        import difflib
-
-        close = difflib.get_close_matches(sample_id, list(by_id), n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(sample_id, by_id)
         raise ProdlensError(f"no sample {sample_id!r} in {dataset_dir}{hint} ({len(by_id)} samples; see `prodlens info`)")
     sample = by_id[sample_id]
     if sample.ocr_tokens is None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from prodlens._validation import check_int
 from prodlens.explain.interpretable import MultimodalInput
 from prodlens.models.base import FUSED_METHODS, Classifier, has_feature_path
 
@@ -80,8 +81,7 @@ class CachedEvaluator:
         device: object | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int("batch_size", batch_size, 1)
         self.classifier = classifier
         self.inputs = inputs
         self.batch_size = batch_size

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from prodlens._validation import check_int
 from prodlens.data.images import load_image
 from prodlens.data.types import ClassList, OcrToken, ProductSample
 from prodlens.explain.evaluation import CachedEvaluator, has_feature_path
@@ -239,10 +240,8 @@ class MultimodalLime:
 
     # -- validation and defaults ----------------------------------------------------
     def _parts(self) -> tuple[Segmenter, Sampler | GridSampler, Kernel, Surrogate, EarlyStopping | None]:
-        if not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 2:
-            raise ValueError(f"n_samples must be an int >= 2 (the original plus perturbations), got {self.n_samples!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_int("n_samples", self.n_samples, 2, why="the original plus perturbations")
+        check_int("batch_size", self.batch_size, 1)
         from prodlens.models.runtime import RUNTIMES
 
         if self.runtime not in RUNTIMES:

@@ -44,6 +44,7 @@ import numpy as np
 from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
+from prodlens._validation import check_int
 from prodlens.data.images import load_image
 from prodlens.data.types import ProductSample
 from prodlens.errors import BadInputError, ConfigError, record_skip
@@ -379,8 +380,7 @@ def model_randomisation_test(
     names = list(dict.fromkeys(parse_randomisation(r).name for r in randomise))
     if not names:
         raise ConfigError("randomise must name at least one randomisation ('head' or 'head+blocks<N>'), got none")
-    if not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ConfigError(f"top_k must be an int >= 1, got {top_k!r}")
+    check_int("top_k", top_k, 1, error=ConfigError)
     models = {n: randomised_copy(classifier, n, seed=seed) for n in names}  # checks the model before any work
     lime = _with_seed(explainer if explainer is not None else MultimodalLime(quality=False), seed)
     control_lime = _with_seed(lime, seed + 1)

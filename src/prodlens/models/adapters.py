@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prodlens._validation import check_int
 from prodlens.data.types import OcrToken
 from prodlens.errors import BadInputError
 from prodlens.models.base import Classifier
@@ -56,8 +57,7 @@ class _Base:
     def __init__(self, classes: Sequence[str], outputs: str, batch_size: int) -> None:
         if outputs not in OUTPUTS:
             raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int("batch_size", batch_size, 1)
         self.classes = list(classes)
         self.outputs = outputs
         self.batch_size = batch_size

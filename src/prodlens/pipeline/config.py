@@ -11,14 +11,13 @@ given and what is allowed (close spellings suggested), before any work starts.
 >>> PipelineConfig.from_dict({"explain": {"sampels": 100}})
 Traceback (most recent call last):
 ...
-prodlens.pipeline.config.ConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'samples'? \
+prodlens.pipeline.config.PipelineConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'samples'? \
 Allowed: split, classes, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import tomllib
@@ -28,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prodlens._validation import did_you_mean
 from prodlens.data.types import SPLITS
-from prodlens.errors import ProdlensError
+from prodlens.errors import ConfigError
 from prodlens.explain.interpretable import FILLS
 
 #: Stage names, in the order they run.
@@ -44,8 +44,10 @@ EMBEDDINGS = ("auto", "model", "adapted")
 HOLDOUTS = ("crossfit", "none")
 
 
-class ConfigError(ProdlensError, ValueError):
-    """A pipeline config is missing, unreadable or has a bad setting; the message says which."""
+class PipelineConfigError(ConfigError):
+    """A pipeline config file is missing, unreadable or has a bad setting; the message names
+    the file (or ``<dict>``), the section and the setting. (A :class:`~prodlens.errors.ConfigError`:
+    an option out of range anywhere else.)"""
 
 
 def _fail(section: str, message: str) -> typing.NoReturn:
@@ -396,7 +398,7 @@ class PipelineConfig:
 
         ``base`` is the folder relative paths (``out``, ``store``, ``cache_dir``,
         ``data.dataset``, ``train.checkpoint``) are resolved against. Raises
-        :class:`ConfigError` naming ``source``.
+        :class:`PipelineConfigError` naming ``source``.
         """
         try:
             if not isinstance(raw, dict):
@@ -415,7 +417,7 @@ class PipelineConfig:
                 )
             cfg = cls(**top, **sections, source=source)
         except ValueError as e:
-            raise ConfigError(f"{source}: {e}") from None
+            raise PipelineConfigError(f"{source}: {e}") from None
         return cfg.resolved(base) if base is not None else cfg
 
     def resolved(self, base: Path) -> PipelineConfig:
@@ -443,7 +445,7 @@ class PipelineConfig:
         try:
             return dataclasses.replace(self, executor=dataclasses.replace(self.executor, **given))
         except ValueError as e:
-            raise ConfigError(f"{self.source}: {e}") from None
+            raise PipelineConfigError(f"{self.source}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (sections under their config-file names).
@@ -460,8 +462,7 @@ class PipelineConfig:
 def _unknown(section: str, body: dict, allowed: typing.Sequence[str]) -> None:
     for key in body:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), list(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), allowed, n=1)
             where = f"[{section}]" if section else "the config"
             raise ValueError(f"{where} has no setting {key!r}{hint} Allowed: {', '.join(allowed)}")
 
@@ -520,7 +521,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     if not path.is_file() and str(path) in presets():
         path, base = presets()[str(path)], Path(".")
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass a .toml or .json file (see docs/pipeline.md) "
+        raise PipelineConfigError(f"{path}: config file not found; pass a .toml or .json file (see docs/pipeline.md) "
                           f"or a preset name ({', '.join(presets())})")
     text = path.read_text(encoding="utf-8")
     try:
@@ -529,9 +530,9 @@ def load_config(path: str | Path) -> PipelineConfig:
         elif path.suffix == ".toml":
             raw = tomllib.loads(text)
         else:
-            raise ConfigError(f"{path}: unknown config format {path.suffix!r}; name it .toml or .json")
+            raise PipelineConfigError(f"{path}: unknown config format {path.suffix!r}; name it .toml or .json")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e}); fix the file") from None
+        raise PipelineConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e}); fix the file") from None
     return PipelineConfig.from_dict(raw, source=str(path), base=base if base is not None else path.resolve().parent)
 
 

@@ -531,7 +531,7 @@ def stage_store(ctx: Context) -> StageReport:
     """Predictions, global features and deletion results into the store (idempotent upserts);
     the explanations are already there (the explain stage wrote each as it finished)."""
     from prodlens.aggregate import read_deletion_table, read_global
-    from prodlens.store import DeletionResult, GlobalFeature, Prediction, top_k
+    from prodlens.store import DeletionResult, GlobalFeatureRecord, Prediction, top_k
 
     report = _timed("store")
     assert ctx.dataset is not None
@@ -545,7 +545,7 @@ def stage_store(ctx: Context) -> StageReport:
     if ctx.global_path is not None and ctx.global_path.is_file():
         glob = read_global(ctx.global_path)
         written += store.put_global_features(run, [
-            GlobalFeature(f.class_name, f.modality, f.rank, f.importance, f.payload(), method="normlime")
+            GlobalFeatureRecord(f.class_name, f.modality, f.rank, f.importance, f.payload(), method="normlime")
             for c in glob for f in (*c.image, *c.text)
         ])
     if ctx.deletion_path is not None and ctx.deletion_path.is_file():

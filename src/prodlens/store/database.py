@@ -16,13 +16,13 @@ is the thin front that holds them.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Table, select
 
+from prodlens._validation import did_you_mean
 from prodlens.store import schema
 from prodlens.store._util import chunks
 from prodlens.store.backends import Backend, OnConflict, backend_for
@@ -32,11 +32,6 @@ from prodlens.store.records import Run
 
 #: How methods that take a run accept it: its id, its name or the :class:`Run`.
 RunRef = int | str | Run
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:  # replaced by prodlens._validation in step 2
-    close = difflib.get_close_matches(word, list(choices), n=3)
-    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
 
 
 def where_equal(table: Table, **values: Any) -> list[Any]:

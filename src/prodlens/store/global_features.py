@@ -2,9 +2,9 @@
 
 A feature is keyed by (run, class, modality, method, rank).
 
->>> from prodlens.store import GlobalFeature, Store
+>>> from prodlens.store import GlobalFeatureRecord, Store
 >>> s = Store.open(":memory:")
->>> s.put_global_features(s.add_run("r"), [GlobalFeature("milk", "text", 0, 0.7, {"word": "OAT"})])
+>>> s.put_global_features(s.add_run("r"), [GlobalFeatureRecord("milk", "text", 0, 0.7, {"word": "OAT"})])
 1
 >>> [f.payload["word"] for f in s.get_global_features("r", modality="text")]
 ['OAT']
@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 
 from prodlens.store import codec, schema
 from prodlens.store.database import Database, RunRef, where_equal
-from prodlens.store.records import GlobalFeature
+from prodlens.store.records import GlobalFeatureRecord
 
 
 class GlobalFeatureTable:
@@ -26,7 +26,7 @@ class GlobalFeatureTable:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def put_global_features(self, run: RunRef, features: Iterable[GlobalFeature], *, replace: bool = True) -> int:
+    def put_global_features(self, run: RunRef, features: Iterable[GlobalFeatureRecord], *, replace: bool = True) -> int:
         """Store a global explanation. With ``replace`` (default) the old entries of every
         (class, modality, method) in ``features`` are deleted first, so a re-run that
         finds fewer clusters leaves no stale ranks behind."""
@@ -56,7 +56,7 @@ class GlobalFeatureTable:
 
     def get_global_features(
         self, run: RunRef, *, class_name: str | None = None, modality: str | None = None, method: str | None = None
-    ) -> list[GlobalFeature]:
+    ) -> list[GlobalFeatureRecord]:
         """Global features ordered by class, modality, method and rank."""
         t = schema.global_features
         where = where_equal(t, run_id=self.db.run_id(run), class_name=class_name, modality=modality, method=method)
@@ -65,7 +65,7 @@ class GlobalFeatureTable:
                 select(t).where(*where).order_by(t.c.class_name, t.c.modality, t.c.method, t.c.rank)
             ).all()
         return [
-            GlobalFeature(r.class_name, r.modality, r.rank, r.importance, codec.loads(r.payload, {}), r.method)
+            GlobalFeatureRecord(r.class_name, r.modality, r.rank, r.importance, codec.loads(r.payload, {}), r.method)
             for r in rows
         ]
 
