@@ -30,7 +30,7 @@ common: the SLIC segmentation (computed once), mean fill, lime's kernel (width 0
 the cosine distance of the binary vector), ridge with ``alpha=1``, batches of 8, the
 explained class (the photo's predicted class), and the network: every arm calls the same
 classifier, whose image backbone runs on ONNX Runtime (``use_runtime("auto")``, what
-``MultimodalLime(runtime="auto")`` does to a prodlens model, done before any timing), so
+``load_classifier(path, runtime="auto")`` does when the CLI loads a model, done before any timing), so
 the ratios contain no runtime difference.
 
 The equal-call budget has to be known before the interleaved repeats, so prodlens' runs

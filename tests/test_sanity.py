@@ -61,7 +61,7 @@ def toy_classifier() -> ProductClassifier:
 
 def grid_lime(**kw) -> MultimodalLime:
     return MultimodalLime(n_samples=400, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID}, fill="black",
-                          early_stop=False, runtime="torch", quality=False, **kw)
+                          early_stop=False, quality=False, **kw)
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ from prodlens.errors import ProdlensError
 log = logging.getLogger(__name__)
 
 
-def _load_classifier(path: str) -> Any:
+def _load_classifier(path: str, runtime: str = "auto") -> Any:
     """A trained classifier from a checkpoint (``prodlens.models.checkpoint.load_classifier``)."""
     try:
         from prodlens.models.checkpoint import load_classifier
     except ImportError as e:  # pragma: no cover - depends on the models package state
         raise ProdlensError(f"cannot load checkpoints in this installation ({e})") from None
-    return load_classifier(path)
+    return load_classifier(path, runtime=runtime)
 
 
 def run_explain(
@@ -62,14 +62,14 @@ def run_explain(
     sample = by_id[sample_id]
     if sample.ocr_tokens is None:
         log.warning("%s has no OCR tokens yet (run `prodlens ocr`); explaining the image only", sample_id)
-    clf = _load_classifier(checkpoint)
+    clf = _load_classifier(checkpoint, runtime)
     true_label = sample.label if sample.label in set(clf.classes) else None
     if sample.label is not None and true_label is None:
         log.warning("label %r of %s is not a class of the model; explaining the predicted class only", sample.label, sample_id)
     image = load_image(sample.image_path)
     explainer = MultimodalLime(
         n_samples=samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
-        batch_size=batch_size, seed=seed, progress=None, runtime=runtime, quality=quality,
+        batch_size=batch_size, seed=seed, progress=None, quality=quality,
     )
     try:
         result = explainer.explain(clf, sample, image=image, targets=classes or (), true_label=true_label)

@@ -66,8 +66,8 @@ def run_sanity(
         raise BadInputError(dataset_dir, f"no photos in split {split!r}", "pick another --split (see `prodlens info`)")
     if not any(s.ocr_tokens is not None for s in chosen):
         log.warning("no OCR words in %s (run `prodlens ocr`); explaining the photos only", dataset_dir)
-    clf = load_classifier(checkpoint)
-    explainer = MultimodalLime(n_samples=samples, n_segments=n_segments, batch_size=batch_size, runtime=runtime,
+    clf = load_classifier(checkpoint, runtime=runtime)
+    explainer = MultimodalLime(n_samples=samples, n_segments=n_segments, batch_size=batch_size,
                                quality=False, progress=False)
     try:
         report = model_randomisation_test(clf, chosen, explainer=explainer, randomise=randomise, seed=seed, top_k=top_k)

@@ -4,8 +4,8 @@
 often the sampler draws it and across early-stopping chunks. For fused models that
 expose ``encode_images``, ``encode_texts`` and ``predict_from_features`` it goes one
 level deeper: each distinct image mask is encoded once and each distinct token subset
-once, and only the cheap fusion head runs per row. Those three methods are optional
-(looked up with ``hasattr``); any :class:`~prodlens.models.base.Classifier` works.
+once, and only the cheap fusion head runs per row: a
+:class:`~prodlens.models.base.FusedClassifier`. Any :class:`~prodlens.models.base.Classifier` works.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, Paire
 from prodlens.explain.segmentation import Segmenter, SlicSegmenter, make_segmenter, relabel_contiguous
 from prodlens.explain.stopping import EarlyStopping
 from prodlens.explain.surrogate import RidgeSurrogate, Surrogate
-from prodlens.models.base import Classifier
+from prodlens.models.base import Classifier, input_side
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +74,6 @@ SAMPLERS: dict[str, Callable[[], Sampler | GridSampler]] = {
     "orthogonal": OrthogonalSampler,
     "factorised": FactorisedSampler,
 }
-
-
-def model_input_size(classifier: object) -> int | tuple[int, int] | None:
-    """The classifier's input resolution, if it tells: ``input_size`` or ``preprocess.input_size``.
-
-    >>> class M: input_size = 256
-    >>> model_input_size(M()), model_input_size(object())
-    (256, None)
-    """
-    size = getattr(classifier, "input_size", None)
-    if size is None:
-        size = getattr(getattr(classifier, "preprocess", None), "input_size", None)
-    return size
 
 
 def _describe(part: object) -> str:
@@ -158,13 +145,6 @@ class MultimodalLime:
         ``None``: never shrink. Not applied when ``segments`` are given to :meth:`explain`.
     cache:
         Send each distinct row to the model only once.
-    runtime:
-        ``"auto"`` (default): a prodlens classifier whose runtime was never chosen
-        (:meth:`~prodlens.models.classifier.ProductClassifier.use_runtime`) is switched
-        to ONNX Runtime for its image backbone when it runs on the CPU — the same
-        features within float rounding at ~1.8x less time per perturbed image on an idle CPU
-        (:mod:`prodlens.models.runtime`). ``"torch"`` leaves the classifier alone;
-        ``"onnxruntime"`` insists. Other classifiers are never touched.
     quality:
         ``True`` (default) scores every explanation with
         :class:`~prodlens.explain.quality.QualityCheck` (deletion / insertion curves
@@ -213,7 +193,6 @@ class MultimodalLime:
         resolution: str | int | None = "auto",
         max_pixels: int | None = MAX_PIXELS,
         cache: bool = True,
-        runtime: str = "auto",
         quality: bool | QualityCheck = True,
         seed: int = 0,
         progress: bool | None = None,
@@ -233,7 +212,6 @@ class MultimodalLime:
         self.resolution = resolution
         self.max_pixels = max_pixels
         self.cache = cache
-        self.runtime = runtime
         self.quality = quality
         self.seed = seed
         self.progress = progress
@@ -242,10 +220,6 @@ class MultimodalLime:
     def _parts(self) -> tuple[Segmenter, Sampler | GridSampler, Kernel, Surrogate, EarlyStopping | None]:
         check_int("n_samples", self.n_samples, 2, why="the original plus perturbations")
         check_int("batch_size", self.batch_size, 1)
-        from prodlens.models.runtime import RUNTIMES
-
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         if not (self.resolution is None or self.resolution in ("auto", "model")
                 or (isinstance(self.resolution, int) and self.resolution > 0)):
             raise ValueError(f"resolution must be 'auto', 'model', None or a positive int, got {self.resolution!r}")
@@ -327,19 +301,11 @@ class MultimodalLime:
         if self.resolution is None:
             return work_size(shape, None)
         if self.resolution in ("auto", "model"):
-            size = model_input_size(classifier)
-            if size is None:
+            side = input_side(classifier)
+            if side is None:
                 return work_size(shape, None)
-            side = max(size) if isinstance(size, (tuple, list)) else int(size)
             return work_size(shape, side if self.resolution == "model" else AUTO_FACTOR * side)
         return work_size(shape, int(self.resolution))
-
-    def _choose_runtime(self, classifier: object) -> None:
-        if self.runtime == "torch" or not callable(getattr(classifier, "use_runtime", None)):
-            return
-        if getattr(classifier, "runtime_choice", "set") is None or (
-                self.runtime == "onnxruntime" and getattr(classifier, "runtime", None) != "onnxruntime"):
-            classifier.use_runtime(self.runtime)  # type: ignore[attr-defined]
 
     @staticmethod
     def _target_index(classes: Sequence[str], target: int | str, what: str) -> int:
@@ -382,7 +348,6 @@ class MultimodalLime:
         if true_label is None and sample is not None:
             true_label = sample.label
         sid = sample_id or (sample.id if sample is not None else "sample")
-        self._choose_runtime(classifier)
         classes = list(classifier.classes)
         true_idx = None
         if true_label is not None:
@@ -406,9 +371,8 @@ class MultimodalLime:
         n_total = len(rows)
         weights = kernel(rows)
 
-        device = getattr(classifier, "device", None) if getattr(classifier, "accepts_tensors", False) else None
         bar = tqdm(total=n_total, desc=f"explain {sid}", unit="row", disable=None if self.progress is None else not self.progress, leave=False)
-        ev = CachedEvaluator(classifier, x, batch_size=self.batch_size, cache=self.cache, device=device, progress=bar.update)
+        ev = CachedEvaluator(classifier, x, batch_size=self.batch_size, cache=self.cache, progress=bar.update)
         try:
             probs0 = ev(rows[:1])[0]
             predicted = int(np.argmax(probs0))

@@ -157,7 +157,7 @@ def randomised_copy(classifier: object, randomise: str = "head", *, seed: int = 
     out.metrics, out.train_config = {}, dict(clf.train_config)
     if image is clf.image_backbone:
         # the very same backbone: its ONNX Runtime session (if any) computes the same features
-        out._image_runner, out.runtime_choice = clf._image_runner, clf.runtime_choice
-    elif clf.runtime_choice is not None:
-        out.use_runtime(clf.runtime_choice)  # exported afresh, cached by the digest of the new weights
+        out._image_runner = clf._image_runner
+    elif clf.runtime == "onnxruntime":
+        out.use_runtime("auto")  # the source's runtime, exported afresh (cached by the digest of the new weights)
     return out

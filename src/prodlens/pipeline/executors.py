@@ -63,7 +63,8 @@ class WorkerSpec:
 
 def load_model(checkpoint: str, device: str = "cpu") -> Any:
     """The classifier of ``checkpoint``, loaded once per process while the file is
-    unchanged (the serial executor's worker and the later stages of a run share it)."""
+    unchanged (the serial executor's worker and the later stages of a run share it), its
+    image backbone on ONNX Runtime on the CPU (``runtime="auto"``)."""
     try:
         mtime = os.stat(checkpoint).st_mtime_ns
     except OSError:
@@ -75,7 +76,7 @@ def load_model(checkpoint: str, device: str = "cpu") -> Any:
 def _load_model(checkpoint: str, device: str, _mtime: int) -> Any:
     from prodlens.models.checkpoint import load_classifier
 
-    return load_classifier(checkpoint, device=device)
+    return load_classifier(checkpoint, device=device, runtime="auto")
 
 
 class ExplainWorker:
