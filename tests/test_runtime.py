@@ -113,7 +113,7 @@ def test_the_runtime_is_chosen_at_load_and_the_explainer_only_reads_it(tmp_path)
     from prodlens.models import load_classifier, save_checkpoint
 
     img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    kw = dict(n_samples=40, segmenter="grid", segmenter_params={"rows": 3, "cols": 3}, early_stop=False, seed=3, progress=False)
+    kw = dict(max_samples=40, segmenter="grid", segmenter_params={"rows": 3, "cols": 3}, early_stop=False, seed=3, progress=False)
     torch_clf = _tiny_classifier()
     ref = MultimodalLime(**kw).explain(torch_clf, image=img, tokens=())
     assert torch_clf.runtime == "torch"  # never switched by the explainer

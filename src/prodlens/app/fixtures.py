@@ -276,7 +276,7 @@ def build_fixture_store(
 
     Runs ``baseline`` and ``variant``; in ``baseline`` the second photo of the first
     class with two photos is misclassified. Explanations come from
-    :class:`~prodlens.explain.MultimodalLime` (``n_samples=FIXTURE_LIME_SAMPLES``, quality
+    :class:`~prodlens.explain.MultimodalLime` (``max_samples=FIXTURE_LIME_SAMPLES``, quality
     check ``FIXTURE_QUALITY``) run on a :class:`~prodlens.app.fixture_model.ToyClassifier`. With ``matching`` (default) ``baseline``
     also holds SYNTHETIC matching results (:mod:`prodlens.app.match_fixtures`);
     ``variant`` has none, so it shows the Matching tab's empty state. With ``copy_images`` (file stores only)
@@ -309,7 +309,7 @@ def build_fixture_store(
     def lime(s: int) -> MultimodalLime:
         # a stricter local-error limit than the default's, so that the toy's poorly fitted
         # explanations are flagged and the app's flag, sort and filter views have both kinds
-        return MultimodalLime(n_samples=FIXTURE_LIME_SAMPLES, seed=s, progress=False, quality=FIXTURE_QUALITY)
+        return MultimodalLime(max_samples=FIXTURE_LIME_SAMPLES, seed=s, progress=False, quality=FIXTURE_QUALITY)
 
     baseline = fill_synthetic_run(store, samples, classes, run_name="baseline", error_rate=0.0, wrong=wrong,
                                   explainer=lime(seed), seed=seed)

@@ -32,7 +32,7 @@ def run_explain(
     sample_id: str,
     out: str | Path,
     classes: list[str] | None = None,
-    samples: int = 2000,
+    max_samples: int = 2000,
     seed: int = 0,
     fixed: bool = False,
     batch_size: int = 8,
@@ -68,7 +68,7 @@ def run_explain(
         log.warning("label %r of %s is not a class of the model; explaining the predicted class only", sample.label, sample_id)
     image = load_image(sample.image_path)
     explainer = MultimodalLime(
-        n_samples=samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
+        max_samples=max_samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
         batch_size=batch_size, seed=seed, progress=None, quality=quality,
     )
     try:
@@ -93,7 +93,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     try:
         info = run_explain(
-            args.checkpoint, args.dataset, args.sample, args.out, classes=args.classes, samples=args.samples,
+            args.checkpoint, args.dataset, args.sample, args.out, classes=args.classes, max_samples=args.max_samples,
             seed=args.seed, fixed=args.fixed, batch_size=args.batch_size, n_segments=args.segments, fill=args.fill,
             runtime=args.runtime, quality=not args.no_quality,
         )
@@ -129,8 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", required=True, help="sample id to explain (see the manifest)")
     p.add_argument("--class", dest="classes", action="append", metavar="NAME",
                    help="also explain this class (repeatable); the predicted and, if misclassified, true class always are")
-    p.add_argument("--samples", type=int, default=2000, help="most perturbations (default 2000)")
-    p.add_argument("--fixed", action="store_true", help="use exactly --samples perturbations (no early stopping)")
+    p.add_argument("--max-samples", "--samples", dest="max_samples", type=int, default=2000,
+                   help="most perturbations (default 2000)")
+    p.add_argument("--fixed", action="store_true", help="use exactly --max-samples perturbations (no early stopping)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--segments", type=int, default=100, help="SLIC superpixels to aim for (default 100)")

@@ -1,7 +1,7 @@
 """Local explanations: multimodal LIME over superpixels and OCR tokens.
 
 >>> from prodlens.explain import MultimodalLime
->>> MultimodalLime(n_samples=500).n_samples
+>>> MultimodalLime(max_samples=500).max_samples
 500
 """
 

@@ -20,26 +20,28 @@ distinct token subset once (:class:`~prodlens.explain.evaluation.CachedEvaluator
 For such fused models and samples with OCR words the default goes further
 (:class:`~prodlens.explain.factorised.FactorisedSampler`): 512 image masks crossed
 with up to 64 text masks, each encoded once, ``n * m`` surrogate rows for ``n + m``
-encoder passes. ``early_stop=False`` gives plain LIME with exactly ``n_samples`` rows.
+encoder passes. ``early_stop=False`` gives plain LIME with exactly ``max_samples`` rows.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from prodlens._validation import check_int
+from prodlens._validation import check_int, did_you_mean
 from prodlens.data.images import load_image
 from prodlens.data.types import ClassList, OcrToken, ProductSample
 from prodlens.explain.evaluation import CachedEvaluator, has_feature_path
 from prodlens.explain.factorised import FactorGrid, FactorisedSampler, GridSampler, full_rank_masks
 from prodlens.explain.explanation import Explanation
-from prodlens.explain.interpretable import Fill, MultimodalInput, shrink_photo, work_size
+from prodlens.explain.interpretable import Fill, MultimodalInput, _check_fill, shrink_photo, work_size
 from prodlens.explain.kernels import ExponentialKernel, Kernel
 from prodlens.explain.quality import QualityCheck
 from prodlens.explain.result import SampleExplanations
@@ -59,7 +61,7 @@ AUTO_FACTOR = 2
 MAX_PIXELS = 2_000_000
 
 #: ``sampler="auto"`` with the default early stopping, for a fused model exposing per-modality
-#: encoders and a sample with OCR words: ``FactorisedSampler(n_image=min(512, n_samples), n_text=64)``.
+#: encoders and a sample with OCR words: ``FactorisedSampler(n_image=min(512, max_samples), n_text=64)``.
 #: Measured on 5 GroceryStore photos x 2 fusion heads (bench/factorised_sampling.py): agreement
 #: with joint-2000 at the noise floor's level (top-10 overlap 9.0-9.2 vs 9.0, Spearman 0.910-0.911
 #: vs 0.903-0.906) from 5.1x fewer encoder passes; 256 image masks fell short (8.4, 0.877).
@@ -76,6 +78,13 @@ SAMPLERS: dict[str, Callable[[], Sampler | GridSampler]] = {
 }
 
 
+def _same(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and odd objects: not a default
+        return False
+
+
 def _describe(part: object) -> str:
     return repr(part) if not callable(part) or hasattr(part, "__dataclass_fields__") else getattr(part, "__name__", repr(part))
 
@@ -89,7 +98,7 @@ class MultimodalLime:
 
     Parameters
     ----------
-    n_samples:
+    max_samples:
         Most perturbation rows per sample, the unperturbed row included (lime: 1000,
         the paper: 2000). With early stopping it is the cap; for the factorised
         default (see ``sampler``) it caps the image masks instead.
@@ -104,7 +113,7 @@ class MultimodalLime:
         How on/off rows are drawn. ``"auto"`` (default): with the default
         ``early_stop=True``, for a fused model exposing ``encode_images`` /
         ``encode_texts`` / ``predict_from_features`` (prodlens' ``ProductClassifier``)
-        and a sample with OCR words, ``FactorisedSampler(n_image=min(512, n_samples),
+        and a sample with OCR words, ``FactorisedSampler(n_image=min(512, max_samples),
         n_text=64)`` (fixed budget, no early stopping; measured in ``docs/explain.md``);
         otherwise ``"orthogonal"`` (:class:`~prodlens.explain.sampling.OrthogonalSampler`,
         fold-over orthogonal blocks) with early stopping, and ``"bernoulli"`` (lime's
@@ -116,7 +125,7 @@ class MultimodalLime:
         crosses ``n_image`` image masks with ``n_text`` text masks (at most ``2**T``):
         ``n_image * n_text`` rows for ``n_image + n_text`` encoder passes, for fused models
         exposing ``encode_images`` / ``encode_texts`` / ``predict_from_features``; its grid
-        is a fixed budget (``n_samples`` and early stopping do not apply).
+        is a fixed budget (``max_samples`` and early stopping do not apply).
     kernel, surrogate:
         Defaults are lime's: exponential kernel of width ``kernel_width`` on the cosine
         distance to the all-on row, weighted ridge with ``alpha`` (closed form).
@@ -124,7 +133,7 @@ class MultimodalLime:
         ``True`` (default) uses :class:`~prodlens.explain.stopping.EarlyStopping` with
         its defaults (refit every 128 rows, stop when the top-10 features hold, up to
         one swap, over two refits), or pass one. ``False`` is plain LIME: exactly
-        ``n_samples`` independent Bernoulli rows (with ``sampler="auto"``), one fit.
+        ``max_samples`` independent Bernoulli rows (with ``sampler="auto"``), one fit.
     batch_size:
         Rows per ``predict_proba`` call.
     resolution:
@@ -153,6 +162,8 @@ class MultimodalLime:
         its thresholds, ``False`` to skip it.
     seed:
         The one seed of the run (a ``numpy.random.Generator``): same seed, same weights.
+    n_samples:
+        Deprecated: the old name of ``max_samples`` (a ``FutureWarning``).
 
     Example
     -------
@@ -167,7 +178,7 @@ class MultimodalLime:
     ...         return np.stack([1 - p, p], 1)
     >>> img = np.full((8, 8, 3), 255, np.uint8)
     >>> toks = (OcrToken("MILK", (0, 0, 4, 2)), OcrToken("FAT", (4, 0, 8, 2)))
-    >>> lime = MultimodalLime(n_samples=300, segmenter="grid", segmenter_params={"rows": 2, "cols": 2},
+    >>> lime = MultimodalLime(max_samples=300, segmenter="grid", segmenter_params={"rows": 2, "cols": 2},
     ...                       fill="black", early_stop=False, seed=0)
     >>> res = lime.explain(Toy(), image=img, tokens=toks)
     >>> e = res.predicted_explanation
@@ -177,7 +188,7 @@ class MultimodalLime:
 
     def __init__(
         self,
-        n_samples: int = 2000,
+        max_samples: int = 2000,
         *,
         segmenter: str | Segmenter | Callable[[np.ndarray], np.ndarray] = "slic",
         n_segments: int = 100,
@@ -196,8 +207,15 @@ class MultimodalLime:
         quality: bool | QualityCheck = True,
         seed: int = 0,
         progress: bool | None = None,
+        n_samples: int | None = None,
     ) -> None:
-        self.n_samples = n_samples
+        if n_samples is not None:  # the old name of the cap (prodlens <= 0.x); n_samples now means rows used
+            warnings.warn("MultimodalLime(n_samples=) is now max_samples= (the cap; Explanation.n_samples is the "
+                          "number of rows used)", FutureWarning, stacklevel=2)
+            max_samples = n_samples
+        #: deprecated alias of ``max_samples``, always ``None`` once constructed
+        self.n_samples = None
+        self.max_samples = max_samples
         self.segmenter = segmenter
         self.n_segments = n_segments
         self.segmenter_params = segmenter_params
@@ -216,9 +234,47 @@ class MultimodalLime:
         self.seed = seed
         self.progress = progress
 
+    # -- parameters -------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """The settings given to ``__init__`` (what a copy needs; what travels to workers).
+
+        >>> MultimodalLime(max_samples=64).get_params()["max_samples"]
+        64
+        """
+        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters if name != "self"}
+
+    def with_params(self, **params: Any) -> MultimodalLime:
+        """A copy with some settings changed (``__init__`` only stores them).
+
+        >>> MultimodalLime(seed=1).with_params(seed=2).seed
+        2
+        """
+        unknown = sorted(set(params) - set(self.get_params()))
+        if unknown:
+            raise TypeError(f"MultimodalLime has no setting {unknown[0]!r}{did_you_mean(unknown[0], self.get_params())}")
+        return type(self)(**{**self.get_params(), **params})
+
+    def validate(self) -> MultimodalLime:
+        """Check every setting now rather than at the first :meth:`explain`; returns ``self``.
+
+        >>> MultimodalLime(max_samples=1).validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: max_samples must be an int >= 2 (the original plus perturbations), got 1
+        """
+        self._parts()
+        self._quality_check()
+        _check_fill(self.fill)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items() if n != "self"}
+        changed = {k: v for k, v in self.get_params().items() if not _same(v, defaults.get(k))}
+        return f"MultimodalLime({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
     # -- validation and defaults ----------------------------------------------------
     def _parts(self) -> tuple[Segmenter, Sampler | GridSampler, Kernel, Surrogate, EarlyStopping | None]:
-        check_int("n_samples", self.n_samples, 2, why="the original plus perturbations")
+        check_int("max_samples", self.max_samples, 2, why="the original plus perturbations")
         check_int("batch_size", self.batch_size, 1)
         if not (self.resolution is None or self.resolution in ("auto", "model")
                 or (isinstance(self.resolution, int) and self.resolution > 0)):
@@ -265,11 +321,11 @@ class MultimodalLime:
     def _auto_factorised(self, sampler: Sampler | GridSampler, classifier: object, n_tokens: int) -> Sampler | GridSampler:
         """``sampler="auto"`` + default early stopping -> factorised for a fused model with OCR words."""
         if self.sampler == "auto" and self.early_stop is True and n_tokens > 0 and has_feature_path(classifier):
-            return FactorisedSampler(n_image=min(AUTO_FACTORISED_IMAGES, int(self.n_samples)), n_text=AUTO_FACTORISED_TEXTS)
+            return FactorisedSampler(n_image=min(AUTO_FACTORISED_IMAGES, int(self.max_samples)), n_text=AUTO_FACTORISED_TEXTS)
         return sampler
 
     @staticmethod
-    def _rows(sampler: Sampler | GridSampler, classifier: object, x: MultimodalInput, n_samples: int,
+    def _rows(sampler: Sampler | GridSampler, classifier: object, x: MultimodalInput, max_samples: int,
               rng: np.random.Generator) -> tuple[np.ndarray, FactorGrid | None, bool, dict]:
         """The run's on/off rows (row 0 the unperturbed input), the grid of a factorised run,
         whether the rows are a fixed budget (a grid or its joint fallback: no early stop),
@@ -290,11 +346,11 @@ class MultimodalLime:
             log.info("%s has no per-modality encoders: %d joint rows instead of a factorised grid",
                      type(classifier).__name__, sampler.encoder_budget)
             design = {"fallback": "joint: the classifier has no per-modality encoders"}
-            sampler, n_samples, fixed = sampler.joint_sampler, sampler.encoder_budget, True
+            sampler, max_samples, fixed = sampler.joint_sampler, sampler.encoder_budget, True
         else:
             fixed = False
         # the sampler's rows follow row 0, so chunks of an even size keep a paired sampler's pairs whole
-        rows = np.vstack([np.ones((1, x.n_features), bool), sampler.sample(n_samples - 1, x.n_features, rng).astype(bool)])
+        rows = np.vstack([np.ones((1, x.n_features), bool), sampler.sample(max_samples - 1, x.n_features, rng).astype(bool)])
         return rows, None, fixed, design
 
     def _work_size(self, classifier: object, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -365,7 +421,7 @@ class MultimodalLime:
 
         rng = np.random.default_rng(self.seed)
         sampler = self._auto_factorised(sampler, classifier, x.n_tokens)
-        rows, grid, fixed, design = self._rows(sampler, classifier, x, int(self.n_samples), rng)
+        rows, grid, fixed, design = self._rows(sampler, classifier, x, int(self.max_samples), rng)
         if fixed:
             stop = None
         n_total = len(rows)
@@ -414,7 +470,7 @@ class MultimodalLime:
             design.update(rank=int(fit.rank), n_features=int(x.n_features), full_rank=identified)
             if not identified:
                 log.warning("%s: %d rows identify only %d of %d weights (the rest come from the ridge penalty); "
-                            "raise n_samples", sid, n_done, fit.rank, x.n_features)
+                            "raise max_samples", sid, n_done, fit.rank, x.n_features)
         qualities: list = [None] * len(tgt)
         if check is not None:
             ev.progress = None
@@ -425,7 +481,7 @@ class MultimodalLime:
             stats["quality_seconds"] = round(time.perf_counter() - t_quality, 4)
         seconds = time.perf_counter() - t0
         if stopped_early:
-            log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, n_done, self.n_samples)  # type: ignore[union-attr]
+            log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, n_done, self.max_samples)  # type: ignore[union-attr]
 
         config: dict[str, Any] = {
             "segmenter": _describe(seg_fn),

@@ -205,7 +205,7 @@ def _verdict(median_abs: float, floor: float, threshold: float, margin: float) -
                         "when the learned weights are re-initialised")
     if not median_abs <= floor - margin:
         return "fail", (f"median Spearman |w| {median_abs:.2f} is not {margin:g} below the noise floor {floor:.2f}: "
-                        "the explainer disagrees with itself about as much; raise n_samples")
+                        "the explainer disagrees with itself about as much; raise max_samples")
     return "pass", (f"median Spearman |w| {median_abs:.2f} < {threshold:g} and {floor - median_abs:.2f} below "
                     f"the noise floor {floor:.2f}: the explanations depend on the learned weights")
 
@@ -340,9 +340,7 @@ def _describe(explainer: object) -> dict[str, Any]:
 
 
 def _with_seed(explainer: MultimodalLime, seed: int) -> MultimodalLime:
-    lime = copy.copy(explainer)  # __init__ only stores settings: a shallow copy is an independent explainer
-    lime.seed = int(seed)
-    return lime
+    return explainer.with_params(seed=int(seed))
 
 
 def model_randomisation_test(

@@ -30,7 +30,7 @@ class EarlyStopping:
     each chunk. It stops when, for every explained target, the ``top_k`` features by
     ``|weight|`` of each of the last ``patience`` refits share at least
     ``top_k - tolerance`` features with the refit before, and never before
-    ``min_samples`` rows; it always stops at the explainer's ``n_samples``.
+    ``min_samples`` rows; it always stops at the explainer's ``max_samples``.
 
     ``tolerance=1`` lets one feature swap in and out at the rank-k boundary: two
     independent fixed-2000 LIME runs on the same photo disagree about that much (see

@@ -341,7 +341,7 @@ def stage_explain(ctx: Context) -> StageReport:
             todo.append(s)
     log.info("explain: %d photos, %d already done, %d to do", len(chosen), skipped, len(todo))
 
-    spec = WorkerSpec(str(ctx.checkpoint), e.lime_params(cfg.seed), targets=e.targets, device=e.device,
+    spec = WorkerSpec(str(ctx.checkpoint), e.explainer(cfg.seed), targets=e.targets, device=e.device,
                       threads=cfg.executor.threads, extra_config={"pipeline_key": key})
     failed: list[tuple[str, str]] = []
     done = 0
@@ -365,7 +365,7 @@ def stage_explain(ctx: Context) -> StageReport:
     finally:
         bar.close()
     return report(done=done, skipped=skipped, failed=tuple(failed),
-                  outputs={"folder": str(folder), **_explain_facts(ctx, e.samples)})
+                  outputs={"folder": str(folder), **_explain_facts(ctx, e.max_samples)})
 
 
 def _explain_facts(ctx: Context, max_masks: int) -> dict[str, Any]:
@@ -596,7 +596,7 @@ def stage_match(ctx: Context) -> StageReport:
 def stage_sanity(ctx: Context) -> StageReport:
     """The model-randomisation test on a few explained photos, stored as ``sanity-{name}``
     (skipped when its result file exists: the store got it first)."""
-    from prodlens.explain import MultimodalLime, model_randomisation_test
+    from prodlens.explain import model_randomisation_test
     from prodlens.store import save_sanity_report
 
     sc, cfg = ctx.config.sanity, ctx.config
@@ -611,8 +611,7 @@ def stage_sanity(ctx: Context) -> StageReport:
     if not chosen:
         raise BadInputError(ctx.out / "explanations", "no explained photo to check", "see the explain stage's failures")
     e = ctx.config.explain
-    lime = MultimodalLime(n_samples=sc.samples, n_segments=e.segments, batch_size=e.batch_size, fill=e.fill,
-                          quality=False, progress=False)
+    lime = e.explainer(cfg.seed).with_params(max_samples=sc.max_samples, quality=False)
     clf = ctx.classifier()
     result = model_randomisation_test(clf, chosen, explainer=lime, randomise=list(sc.randomise), seed=cfg.seed,
                                       progress=ctx.progress)
