@@ -30,6 +30,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -395,93 +396,38 @@ class MultimodalLime:
         t0 = time.perf_counter()
         seg_fn, sampler, kernel, surrogate, stop = self._parts()
         check = self._quality_check()
-        if sample is None and image is None:
-            raise ValueError("give a ProductSample or an image (with tokens) to explain")
-        if image is None:
-            image = load_image(sample.image_path)  # type: ignore[union-attr]
-        if tokens is None:
-            tokens = sample.tokens if sample is not None else ()
-        if true_label is None and sample is not None:
-            true_label = sample.label
-        sid = sample_id or (sample.id if sample is not None else "sample")
+        image, tokens, true_label, sid = self._resolve_inputs(sample, image, tokens, true_label, sample_id)
         classes = list(classifier.classes)
-        true_idx = None
-        if true_label is not None:
-            true_idx = self._target_index(classes, true_label, "true_label")
+        true_idx = None if true_label is None else self._target_index(classes, true_label, "true_label")
         requested = [self._target_index(classes, t, "targets") for t in targets]
-
         photo_size = image.shape[:2]
-        if segments is None:
-            image, tokens = shrink_photo(image, tokens, self.max_pixels)
-        segments = seg_fn(image) if segments is None else relabel_contiguous(segments)
-        size = self._work_size(classifier, image.shape)
-        x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=size)
-        log.info("explaining %s: %d superpixels + %d tokens, perturbed at %dx%d",
-                 sid, x.n_superpixels, x.n_tokens, size[1], size[0])
+        x = self._interpretable_input(classifier, image, tokens, segments, seg_fn, sid)
 
         rng = np.random.default_rng(self.seed)
         sampler = self._auto_factorised(sampler, classifier, x.n_tokens)
         rows, grid, fixed, design = self._rows(sampler, classifier, x, int(self.max_samples), rng)
         if fixed:
             stop = None
-        n_total = len(rows)
         weights = kernel(rows)
-
-        bar = tqdm(total=n_total, desc=f"explain {sid}", unit="row", disable=None if self.progress is None else not self.progress, leave=False)
+        bar = tqdm(total=len(rows), desc=f"explain {sid}", unit="row", disable=None if self.progress is None else not self.progress, leave=False)
         ev = CachedEvaluator(classifier, x, batch_size=self.batch_size, cache=self.cache, progress=bar.update)
         try:
-            probs0 = ev(rows[:1])[0]
-            predicted = int(np.argmax(probs0))
-            target_list = [predicted]
-            roles = {predicted: "predicted"}
-            if true_idx is not None and true_idx != predicted:
-                target_list.append(true_idx)
-                roles[true_idx] = "true"
-            for ti in requested:
-                if ti not in roles:
-                    target_list.append(ti)
-                    roles[ti] = "requested"
-            tgt = np.array(target_list)
-
-            ys = [probs0[None, tgt]]
-            n_done = 1
-            fit = None
-            history: list[np.ndarray] = []
-            chunk = stop.chunk_size if stop is not None else n_total
-            while n_done < n_total and fit is None:
-                end = min(n_done + chunk, n_total)
-                ys.append(ev(rows[n_done:end])[:, tgt])
-                n_done = end
-                if stop is not None and n_done < n_total:
-                    refit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
-                    history.append(refit.coef)
-                    # never stop while some weights are set by the penalty rather than the data
-                    if refit.identifies(x.n_features) and stop.should_stop(history, n_done):
-                        fit = refit
+            run = _sample_and_fit(ev, rows, weights, surrogate, stop, x.n_features, _Targets.of(true_idx, requested))
         finally:
             bar.close()
-        stopped_early = fit is not None
-        y_fit = np.concatenate(ys)
-        if fit is None:
-            fit = surrogate.fit(rows[:n_done], y_fit, weights[:n_done])
         stats = ev.stats()
-        identified = fit.identifies(x.n_features)
-        if fit.rank is not None:
-            design.update(rank=int(fit.rank), n_features=int(x.n_features), full_rank=identified)
-            if not identified:
-                log.warning("%s: %d rows identify only %d of %d weights (the rest come from the ridge penalty); "
-                            "raise max_samples", sid, n_done, fit.rank, x.n_features)
-        qualities: list = [None] * len(tgt)
+        identified = self._identified(run, design, x.n_features, sid)
+        qualities: list = [None] * len(run.targets)
         if check is not None:
             ev.progress = None
             t_quality = time.perf_counter()
             qualities = check.assess(
-                ev, surrogate, rows[:n_done], y_fit, weights[:n_done], fit.coef, fit.score, fit.local_prediction,
-                probs0[tgt], tgt, rng, grid=grid, identified=identified)
+                ev, surrogate, rows[:run.n_done], run.y, weights[:run.n_done], run.fit.coef, run.fit.score,
+                run.fit.local_prediction, run.probs0[run.targets], run.targets, rng, grid=grid, identified=identified)
             stats["quality_seconds"] = round(time.perf_counter() - t_quality, 4)
         seconds = time.perf_counter() - t0
-        if stopped_early:
-            log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, n_done, self.max_samples)  # type: ignore[union-attr]
+        if run.stopped_early:
+            log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, run.n_done, self.max_samples)  # type: ignore[union-attr]
 
         config: dict[str, Any] = {
             "segmenter": _describe(seg_fn),
@@ -490,45 +436,159 @@ class MultimodalLime:
             "kernel": _describe(kernel),
             "surrogate": _describe(surrogate),
             "early_stop": _describe(stop) if stop is not None else False,
-            "max_samples": n_total,
-            "stopped_early": stopped_early,
+            "max_samples": len(rows),
+            "stopped_early": run.stopped_early,
             "batch_size": self.batch_size,
-            "work_size": [int(size[0]), int(size[1])],
+            "work_size": [int(x.size[0]), int(x.size[1])],
             "design": design,
             "quality": _describe(check) if check is not None else False,
             **stats,
         }
         if grid is not None:
             config["factorised"] = {"n_image": grid.n_image, "n_text": grid.n_text}
-        if image.shape[:2] != photo_size:
+        if x.image.shape[:2] != photo_size:
             config["photo_size"] = [int(photo_size[0]), int(photo_size[1])]
-        exps = tuple(
+        log.info("%s explained in %.2fs: %d rows, %d model rows, R^2 %s", sid, seconds, run.n_done,
+                 stats["n_model_rows"], ", ".join(f"{s:.3f}" for s in run.fit.score))
+        return SampleExplanations(
+            sample_id=sid, explanations=self._explanations(sid, classes, x, run, config, qualities),
+            predicted=run.predicted, true=true_idx, probabilities=run.probs0.copy(), n_samples=run.n_done,
+            stopped_early=run.stopped_early, seconds=seconds, stats=stats,
+        )
+
+    # -- the run's steps ------------------------------------------------------------
+    @staticmethod
+    def _resolve_inputs(
+        sample: ProductSample | None, image: np.ndarray | None, tokens: Sequence[OcrToken] | None,
+        true_label: int | str | None, sample_id: str | None,
+    ) -> tuple[np.ndarray, Sequence[OcrToken], int | str | None, str]:
+        """The photo, its words, its true class and its id: the sample's unless given."""
+        if sample is None and image is None:
+            raise ValueError("give a ProductSample or an image (with tokens) to explain")
+        if image is None:
+            image = load_image(sample.image_path)  # type: ignore[union-attr]
+        if tokens is None:
+            tokens = sample.tokens if sample is not None else ()
+        if true_label is None and sample is not None:
+            true_label = sample.label
+        return image, tokens, true_label, sample_id or (sample.id if sample is not None else "sample")
+
+    def _interpretable_input(self, classifier: object, image: np.ndarray, tokens: Sequence[OcrToken],
+                             segments: np.ndarray | None, seg_fn: Segmenter, sid: str) -> MultimodalInput:
+        """Superpixels and words in one on/off space, built at the work resolution
+        (a large photo shrunk first unless ``segments`` are given)."""
+        if segments is None:
+            image, tokens = shrink_photo(image, tokens, self.max_pixels)
+        segments = seg_fn(image) if segments is None else relabel_contiguous(segments)
+        size = self._work_size(classifier, image.shape)
+        x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=size)
+        log.info("explaining %s: %d superpixels + %d tokens, perturbed at %dx%d",
+                 sid, x.n_superpixels, x.n_tokens, size[1], size[0])
+        return x
+
+    @staticmethod
+    def _identified(run: _Run, design: dict[str, Any], n_features: int, sid: str) -> bool:
+        """Whether the rows identify every weight (recorded in ``design``; a warning if not)."""
+        identified = run.fit.identifies(n_features)
+        if run.fit.rank is not None:
+            design.update(rank=int(run.fit.rank), n_features=int(n_features), full_rank=identified)
+            if not identified:
+                log.warning("%s: %d rows identify only %d of %d weights (the rest come from the ridge penalty); "
+                            "raise max_samples", sid, run.n_done, run.fit.rank, n_features)
+        return identified
+
+    def _explanations(self, sid: str, classes: Sequence[str], x: MultimodalInput, run: _Run,
+                      config: dict[str, Any], qualities: Sequence[Any]) -> tuple[Explanation, ...]:
+        """One :class:`Explanation` per explained target, all sharing the run's settings."""
+        return tuple(
             Explanation(
                 sample_id=sid,
                 target=int(t),
                 target_name=str(classes[t]),
-                weights=fit.coef[j].copy(),
-                intercept=float(fit.intercept[j]),
-                score=float(fit.score[j]),
-                prediction=float(probs0[t]),
+                weights=run.fit.coef[j].copy(),
+                intercept=float(run.fit.intercept[j]),
+                score=float(run.fit.score[j]),
+                prediction=float(run.probs0[t]),
                 segments=x.segments,
                 tokens=x.tokens,
                 n_superpixels=x.n_superpixels,
                 seed=int(self.seed),
-                n_samples=int(n_done),
-                config={**config, "role": roles[int(t)]},
-                surrogate_prediction=float(fit.local_prediction[j]),
+                n_samples=run.n_done,
+                config={**config, "role": run.roles[int(t)]},
+                surrogate_prediction=float(run.fit.local_prediction[j]),
                 quality=qualities[j],
             )
-            for j, t in enumerate(tgt)
+            for j, t in enumerate(run.targets)
         )
-        log.info("%s explained in %.2fs: %d rows, %d model rows, R^2 %s", sid, seconds, n_done,
-                 stats["n_model_rows"], ", ".join(f"{s:.3f}" for s in fit.score))
-        return SampleExplanations(
-            sample_id=sid, explanations=exps, predicted=predicted, true=true_idx,
-            probabilities=probs0.copy(), n_samples=int(n_done), stopped_early=stopped_early,
-            seconds=seconds, stats=stats,
-        )
+
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """The classes asked for besides the predicted one: the true class and ``targets``."""
+
+    true: int | None
+    requested: tuple[int, ...]
+
+    @classmethod
+    def of(cls, true: int | None, requested: Sequence[int]) -> _Targets:
+        return cls(true, tuple(requested))
+
+    def order(self, predicted: int) -> tuple[np.ndarray, dict[int, str]]:
+        """The explained classes (predicted first, then true, then requested; no repeats) and their roles."""
+        roles = {predicted: "predicted"}
+        if self.true is not None and self.true != predicted:
+            roles[self.true] = "true"
+        for t in self.requested:
+            roles.setdefault(t, "requested")
+        return np.array(list(roles)), roles
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What sampling and fitting found: the unperturbed probabilities, the explained classes
+    with their roles, the model outputs of the rows used and the surrogate fitted to them."""
+
+    probs0: np.ndarray
+    targets: np.ndarray
+    roles: dict[int, str]
+    y: np.ndarray
+    n_done: int
+    fit: Any
+    stopped_early: bool
+
+    @property
+    def predicted(self) -> int:
+        return int(np.argmax(self.probs0))
+
+
+def _sample_and_fit(ev: CachedEvaluator, rows: np.ndarray, weights: np.ndarray, surrogate: Surrogate,
+                    stop: EarlyStopping | None, n_features: int, asked: _Targets) -> _Run:
+    """Send the rows to the model in chunks, refitting the surrogate after each when
+    early stopping is on, until it says stop or the rows run out; fit once at the end otherwise."""
+    probs0 = ev(rows[:1])[0]
+    tgt, roles = asked.order(int(np.argmax(probs0)))
+    n_total = len(rows)
+    ys = [probs0[None, tgt]]
+    n_done = 1
+    fit = None
+    history: list[np.ndarray] = []
+    chunk = stop.chunk_size if stop is not None else n_total
+    while n_done < n_total and fit is None:
+        end = min(n_done + chunk, n_total)
+        ys.append(ev(rows[n_done:end])[:, tgt])
+        n_done = end
+        if stop is not None and n_done < n_total:
+            refit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
+            history.append(refit.coef)
+            # never stop while some weights are set by the penalty rather than the data
+            if refit.identifies(n_features) and stop.should_stop(history, n_done):
+                fit = refit
+    stopped_early = fit is not None
+    y = np.concatenate(ys)
+    if fit is None:
+        fit = surrogate.fit(rows[:n_done], y, weights[:n_done])
+    return _Run(probs0, tgt, roles, y, int(n_done), fit, stopped_early)
 
 
 def explain_sample(classifier: Classifier, sample: ProductSample, **params: Any) -> SampleExplanations:
