@@ -280,7 +280,7 @@ def _val_metrics(prefix: str, classifier: Any, val: Dataset) -> dict[str, Any]:
 
 #: Crash-safety tests set this to N: the run kills itself (SIGKILL, no clean-up) right after the
 #: N-th explanation file is written and before it reaches the store, the worst moment, at a
-#: known point instead of a timing window (``tests/test_pipeline.py``).
+#: known point instead of a timing window (``tests/pipeline/test_pipeline.py``).
 KILL_AFTER_ENV = "PRODLENS_KILL_AFTER_EXPLANATIONS"
 
 

@@ -6,7 +6,7 @@ recorded version is above :data:`LATEST` was written by a newer prodlens and is
 refused with :class:`~prodlens.store.exceptions.SchemaVersionError`.
 
 To change the schema: append a migration (never edit an applied one) and change
-:mod:`prodlens.store.schema` to match; ``tests/test_store_schema.py`` compares the two.
+:mod:`prodlens.store.schema` to match; ``tests/store/test_schema.py`` compares the two.
 Migration 1 therefore keeps its own frozen copy of the first tables.
 
 >>> from sqlalchemy import create_engine

@@ -69,7 +69,7 @@ def test_load_config_toml_json_and_relative_paths(tmp_path):
 
 
 def test_example_config_documents_the_defaults():
-    example = load_config(Path(__file__).parents[1] / "docs" / "pipeline.example.toml").to_dict()
+    example = load_config(Path(__file__).parents[2] / "docs" / "pipeline.example.toml").to_dict()
     defaults = PipelineConfig().to_dict()
     assert {k for k in defaults if defaults[k] != example[k]} == {"name", "out"}
 
