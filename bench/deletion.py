@@ -172,7 +172,7 @@ def explain_all(name: str, clf, test, split: str, args: argparse.Namespace) -> t
     data = "sample" if args.sample else Path(args.data).name
     folder = CACHE / "explanations" / f"{data}_{split}_{name}_s{args.lime_samples}_seg{args.segments}_seed{args.seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    lime = MultimodalLime(n_samples=args.lime_samples, n_segments=args.segments, seed=args.seed, progress=False)
+    lime = MultimodalLime(max_samples=args.lime_samples, n_segments=args.segments, seed=args.seed, progress=False)
     t0 = time.perf_counter()
     todo = [s for s in test.samples if not (folder / f"{s.id.replace('/', '__')}.json").is_file()]
     for s in tqdm(todo, desc=f"explain {name}", disable=args.quiet):

@@ -30,7 +30,7 @@ common: the SLIC segmentation (computed once), mean fill, lime's kernel (width 0
 the cosine distance of the binary vector), ridge with ``alpha=1``, batches of 8, the
 explained class (the photo's predicted class), and the network: every arm calls the same
 classifier, whose image backbone runs on ONNX Runtime (``use_runtime("auto")``, what
-``MultimodalLime(runtime="auto")`` does to a prodlens model, done before any timing), so
+``load_classifier(path, runtime="auto")`` does when the CLI loads a model, done before any timing), so
 the ratios contain no runtime difference.
 
 The equal-call budget has to be known before the interleaved repeats, so prodlens' runs
@@ -39,7 +39,7 @@ the timed repeats redo them with the same seeds and must match (same images, sam
 weights: checked). A short untimed warm-up of every arm precedes the repeats.
 
 **Fidelity** of every run against a 10,000-row plain LIME reference of the same model
-and photo (``MultimodalLime(n_samples=10000, early_stop=False, quality=False)``: plain
+and photo (``MultimodalLime(max_samples=10000, early_stop=False, quality=False)``: plain
 Bernoulli(0.5) rows, one fit): top-10 overlap by |weight|, Spearman over all weights,
 sign agreement on the reference's top 10. The **noise floor** is two independent
 2000-row plain LIME runs of the same kind, against the reference and against each other.
@@ -373,7 +373,7 @@ def plain_runs(cases: list[Case], photo: Photo, args: argparse.Namespace) -> dic
         for i, case in enumerate(sorted(cases, key=lambda c: c.name != "concat")):
             shared = eq.SharedImageFeatures(case.model.clf, store, replay=i > 0)
             sampler = SharedImageRows(photo.n_superpixels, seed, seed + 1)
-            r = run_prodlens(case, photo, seed, args.batch_size, model=shared, n_samples=n, sampler=sampler,
+            r = run_prodlens(case, photo, seed, args.batch_size, model=shared, max_samples=n, sampler=sampler,
                              early_stop=False, quality=False)
             r.update(image_passes=shared.image_passes, text_passes=shared.text_passes if case.model.reads_text else 0,
                      image_computed=shared.image_computed)
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = {c.name: int(round(np.mean([calib[f"{c.name}/{s}"]["image_passes"] for s in seeds]))) for c in cases}
     log.info("equal-call budget (prodlens' mean images): %s", budget)
     for case in cases:  # warm-up of every arm's code path (imports, first calls), not recorded
-        run_prodlens(case, photo, 0, args.batch_size, n_samples=100, quality=False)
+        run_prodlens(case, photo, 0, args.batch_size, max_samples=100, quality=False)
         run_lime(case, photo, 16, 0, args.batch_size)
         run_captum(case, photo, 16, 0, args.batch_size)
     load_timed = [round(v, 2) for v in os.getloadavg()]
@@ -613,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                 "captum": "captum.attr.Lime, SkLearnRidge(alpha=1), lime's kernel on the binary vector, Bernoulli(0.5) "
                           "perturb_func, mean-fill baseline; concat: tuple input (photo, word-presence vector) with feature "
                           "masks in one index space",
-                "reference / plain": "MultimodalLime(n_samples, early_stop=False, quality=False, sampler=SharedImageRows): "
+                "reference / plain": "MultimodalLime(max_samples, early_stop=False, quality=False, sampler=SharedImageRows): "
                                      "plain Bernoulli(0.5) LIME; the image model replays the concat model's image features",
             },
             "runtime": "every arm calls the same classifier; its image backbone runs on ONNX Runtime "

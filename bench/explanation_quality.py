@@ -283,8 +283,8 @@ def known_model(T: int, n_inter: int, mseed: int) -> list[dict]:
     q_passes = budget - default["sampling_passes"]
     add("default", default, seed)
     n_joint = joint_rows_for(budget, q_passes, S, T)
-    add("orthogonal + early stop", ka_prodlens(model, seed, sampler="orthogonal", n_samples=n_joint), seed)
-    add("plain Bernoulli", ka_prodlens(model, seed, early_stop=False, n_samples=n_joint), seed)
+    add("orthogonal + early stop", ka_prodlens(model, seed, sampler="orthogonal", max_samples=n_joint), seed)
+    add("plain Bernoulli", ka_prodlens(model, seed, early_stop=False, max_samples=n_joint), seed)
     add("lime LimeBase", ka_lime(model, budget // 2, seed), seed)
     add("captum Lime", ka_captum(model, budget // 2, seed), seed)
     if T > 32:  # the old design differs from the default only past 32 words
@@ -390,11 +390,11 @@ def real_arms(args: argparse.Namespace) -> dict[str, dict]:
 
     ref, plain = args.reference, args.plain
     return {
-        "reference": {"n_samples": ref, "early_stop": False, "quality": False, "seed": 999},
-        f"plain-{plain} A": {"n_samples": plain, "early_stop": False, "seed": 1},
+        "reference": {"max_samples": ref, "early_stop": False, "quality": False, "seed": 999},
+        f"plain-{plain} A": {"max_samples": plain, "early_stop": False, "seed": 1},
         "default seed 1": {"seed": 1},
         "orthogonal + early stop": {"sampler": "orthogonal", "seed": 1},
-        f"plain-{plain} B": {"n_samples": plain, "early_stop": False, "seed": 2},
+        f"plain-{plain} B": {"max_samples": plain, "early_stop": False, "seed": 2},
         "default seed 2": {"seed": 2},
         "factorised-256 (FactorisedSampler())": {"sampler": FactorisedSampler(), "seed": 1},
     }

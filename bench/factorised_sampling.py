@@ -142,12 +142,12 @@ def methods(budgets: list[int], reference: int = 2000) -> dict[str, dict]:
     from prodlens.explain import FactorisedSampler
 
     out = {
-        f"joint-{reference}": {"n_samples": reference, "sampler": "bernoulli", "early_stop": False, "seed": 0},
-        f"joint-{reference} seed 1": {"n_samples": reference, "sampler": "bernoulli", "early_stop": False, "seed": 1},
-        "default (orthogonal + early stop)": {"n_samples": reference, "sampler": "orthogonal", "seed": 0},
+        f"joint-{reference}": {"max_samples": reference, "sampler": "bernoulli", "early_stop": False, "seed": 0},
+        f"joint-{reference} seed 1": {"max_samples": reference, "sampler": "bernoulli", "early_stop": False, "seed": 1},
+        "default (orthogonal + early stop)": {"max_samples": reference, "sampler": "orthogonal", "seed": 0},
     }
     for b in budgets:
-        out[f"joint-{b}"] = {"n_samples": b, "sampler": "orthogonal", "early_stop": False, "seed": 0}
+        out[f"joint-{b}"] = {"max_samples": b, "sampler": "orthogonal", "early_stop": False, "seed": 0}
         out[f"factorised-{b}"] = {"sampler": FactorisedSampler(n_image=b, n_text=N_TEXT), "seed": 0}
     return out
 

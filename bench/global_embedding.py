@@ -136,7 +136,7 @@ def explain_all(clf, samples, folder: Path, args: argparse.Namespace) -> tuple[l
     from prodlens.explain import MultimodalLime
 
     folder.mkdir(parents=True, exist_ok=True)
-    lime = MultimodalLime(n_samples=args.lime_samples, n_segments=args.segments, quality=False, seed=args.seed,
+    lime = MultimodalLime(max_samples=args.lime_samples, n_segments=args.segments, quality=False, seed=args.seed,
                           progress=False)
     todo = [s for s in samples if not (folder / f"{s.id.replace('/', '__')}.json").is_file()]
     t0 = time.perf_counter()

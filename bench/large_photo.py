@@ -2,7 +2,7 @@
 bundled GroceryStore photo at its own size and upscaled to a phone-camera size.
 
 Not a test. Each case runs in a fresh process (peak RSS is per process):
-``load_image`` + ``MultimodalLime(n_samples=N, early_stop=False, quality=False)`` with a
+``load_image`` + ``MultimodalLime(max_samples=N, early_stop=False, quality=False)`` with a
 cheap stand-in model that, like a CNN's preprocessing, resizes every image to its
 256 px input and scores colour means and one word: what is measured is what prodlens
 does around the model (decode, segmentation, masks, fills), which is what grew with the
@@ -61,7 +61,7 @@ def _case(path: str, samples: int) -> dict:
     t_load = time.perf_counter() - t0
     h, w = image.shape[:2]
     tokens = (OcrToken("OATLY", (0.1 * w, 0.1 * h, 0.5 * w, 0.2 * h)), OcrToken("1L", (0.6 * w, 0.8 * h, 0.8 * w, 0.9 * h)))
-    lime = MultimodalLime(n_samples=samples, early_stop=False, quality=False, seed=0, progress=False)
+    lime = MultimodalLime(max_samples=samples, early_stop=False, quality=False, seed=0, progress=False)
     t1 = time.perf_counter()
     res = lime.explain(Stand_in(), image=image, tokens=tokens)
     t_explain = time.perf_counter() - t1

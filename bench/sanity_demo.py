@@ -50,7 +50,7 @@ def main() -> None:
     ds = read_dataset(demo / "dataset").split(args.split)
     samples = sorted(ds.samples, key=lambda s: s.id)[: args.limit]
     t0 = time.perf_counter()
-    report = model_randomisation_test(clf, samples, explainer=MultimodalLime(n_samples=args.samples, progress=False, quality=False),
+    report = model_randomisation_test(clf, samples, explainer=MultimodalLime(max_samples=args.samples, progress=False, quality=False),
                                       randomise=randomise, seed=0)
     seconds = time.perf_counter() - t0
     rows = report.summary_rows()

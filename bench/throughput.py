@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     clf = build_classifier("concat", list(CLASSES))
     tmp = Path(tempfile.mkdtemp(prefix="prodlens-throughput-"))
     ckpt = save_checkpoint(clf, tmp / "concat.pt")
-    ecfg = ExplainConfig(samples=args.samples)
-    worker = ExplainWorker(WorkerSpec(str(ckpt), ecfg.lime_params(0), threads=args.threads))
+    ecfg = ExplainConfig(max_samples=args.samples)
+    worker = ExplainWorker(WorkerSpec(str(ckpt), ecfg.explainer(0), threads=args.threads))
     worker.classifier.predict_proba([load_image(photos[0][1])], [[]])  # warm-up, not timed
 
     rows = []
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_1_5_15_at_start": [round(x, 2) for x in load0],
             "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
             "model": "concat (EfficientNet-Lite0 + MiniLM, 224 px), untrained seeded head",
-            "explainer": f"pipeline ExplainWorker, MultimodalLime({ecfg.lime_params(0)})",
+            "explainer": f"pipeline ExplainWorker, {ecfg.explainer(0)!r}",
             "forward_pass_limit": "the encoder passes the explainer needed per photo (n_image_encodes image passes "
                                   "of the unperturbed photo at the work resolution, n_text_encodes text passes of "
                                   "its words, same batch size) + the fusion head on n_model_rows feature rows; no "

@@ -206,7 +206,7 @@ def test_pipeline_trains_and_explains_around_a_bad_training_photo(dataset, tmp_p
     cfg = PipelineConfig.from_dict({
         "name": "bad", "out": "out", "cache_dir": "cache", "data": {"dataset": str(dataset)}, "ocr": {"engine": "none"},
         "train": {"backbone": {"input_size": 64}, "text_backbone": "char_ngrams", "views": 1, "epochs": 3},
-        "explain": {"split": "val", "samples": 24, "segments": 8, "quality": False},
+        "explain": {"split": "val", "max_samples": 24, "segments": 8, "quality": False},
         "global": {"min_support": 1}, "deletion": {"modalities": ["text"]}, "executor": {"threads": 1},
     }, base=tmp_path)
     (tmp_path / "run.json").write_text(json.dumps(cfg.to_dict()))

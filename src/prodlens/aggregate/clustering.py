@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from prodlens.aggregate._validation import check_choice, check_float, check_int
+from prodlens._validation import check_choice, check_float, check_int
 
 log = logging.getLogger(__name__)
 

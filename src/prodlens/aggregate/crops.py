@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from prodlens.aggregate._validation import check_choice, check_float, check_int, check_rgb
+from prodlens._validation import check_choice, check_float, check_int, check_colour
 from prodlens.explain.interpretable import resize_labels
 
 CROP_MODES = ("masked", "box")
@@ -111,7 +111,7 @@ def superpixel_crop(
     (8, 8, 3)
     """
     check_choice("mode", mode, CROP_MODES)
-    fill = check_rgb("fill", fill)
+    fill = check_colour("fill", fill)
     margin = check_float("margin", margin, 0.0)
     if size is not None:
         check_int("size", size, 1, "pass None to keep the crop's own size")

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from prodlens.aggregate._validation import check_choice, check_float, check_int
+from prodlens._validation import check_choice, check_float, check_int
 from prodlens.aggregate.controls import random_region, random_words
 from prodlens.aggregate.crops import match_segments
 from prodlens.aggregate.global_explainer import ImageSource, index_samples

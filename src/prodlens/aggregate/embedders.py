@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from prodlens.models.base import input_side
+
 log = logging.getLogger(__name__)
 
 #: What :func:`image_embedder` logs for a pretrained-only backbone.
@@ -105,13 +107,8 @@ def backbone_is_trained(classifier: Any) -> bool:
 
 
 def _input_side(classifier: Any) -> int:
-    """The model's input side (:func:`~prodlens.explain.lime.model_input_size`; 224 when it does not tell)."""
-    from prodlens.explain.lime import model_input_size
-
-    size = model_input_size(classifier)
-    if isinstance(size, (tuple, list)):
-        size = max(size)
-    return int(size) if size else 224
+    """The model's input side (:func:`~prodlens.models.base.input_side`; 224 when it does not tell)."""
+    return input_side(classifier) or 224
 
 
 def image_embedder(model: Any, *, name: str | None = None, warn: bool = True) -> ImageEmbedder:

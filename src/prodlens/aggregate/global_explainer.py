@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from prodlens.aggregate._validation import check_choice, check_float, check_int, check_rgb
+from prodlens._validation import check_choice, check_float, check_int, check_colour
 from prodlens.aggregate.clustering import SELECTION_METHODS, cluster_embeddings, l2_normalize, medoid
 from prodlens.aggregate.crops import CROP_MODES, NEUTRAL_FILL, superpixel_crop
 from prodlens.aggregate.normlime import NORMALIZATIONS, normlime
@@ -215,7 +215,7 @@ class GlobalExplainer:
         if self.max_features is not None:
             check_int("max_features", self.max_features, 1, "or None to keep every feature")
         check_choice("crop", self.crop, CROP_MODES)
-        check_rgb("crop_fill", self.crop_fill)
+        check_colour("crop_fill", self.crop_fill)
         if self.crop_size is not None:
             check_int("crop_size", self.crop_size, 1, "use the image model's input size, or None")
         check_float("crop_margin", self.crop_margin, 0.0)
@@ -247,7 +247,7 @@ class GlobalExplainer:
             "min_support": self.min_support,
             "max_features": self.max_features,
             "crop": self.crop,
-            "crop_fill": list(check_rgb("crop_fill", self.crop_fill)),
+            "crop_fill": list(check_colour("crop_fill", self.crop_fill)),
             "crop_size": self.crop_size,
             "crop_margin": self.crop_margin,
             "min_cluster_size": self.min_cluster_size,
@@ -350,7 +350,7 @@ class GlobalExplainer:
                 continue
             for o in occ:
                 batch.append(superpixel_crop(
-                    image, e.segments, o.index, mode=self.crop, fill=check_rgb("crop_fill", self.crop_fill),
+                    image, e.segments, o.index, mode=self.crop, fill=check_colour("crop_fill", self.crop_fill),
                     size=self.crop_size, margin=self.crop_margin,
                 ))
                 owners.append(c)

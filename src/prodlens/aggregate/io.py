@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from prodlens._atomic import atomic_write
-from prodlens.aggregate._validation import check_choice
+from prodlens._validation import check_choice
 from prodlens.aggregate.deletion import DeletionTable
 from prodlens.aggregate.results import GlobalExplanations
 from prodlens.errors import BadInputError

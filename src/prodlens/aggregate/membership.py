@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from prodlens.aggregate._validation import check_float
+from prodlens._validation import check_float
 from prodlens.aggregate.clustering import l2_normalize
 from prodlens.aggregate.crops import NEUTRAL_FILL, superpixel_crop
 from prodlens.aggregate.occurrences import image_occurrences, normalized_explanation_weights

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prodlens.aggregate._validation import check_choice
+from prodlens._validation import check_choice
 
 NORMALIZATIONS = ("normlime", "l1", "abs")
 

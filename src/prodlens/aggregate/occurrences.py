@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from prodlens.aggregate._validation import check_choice
+from prodlens._validation import check_choice
 from prodlens.aggregate.normlime import normalize_weights
 from prodlens.aggregate.results import FeatureOccurrence
 from prodlens.aggregate.text import normalize_word

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prodlens.aggregate._validation import check_float, check_int
+from prodlens._validation import check_float, check_int
 
 #: How intervals are computed (stored with every result).
 METHOD = "paired percentile bootstrap over samples"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prodlens.aggregate._validation import check_choice, check_int
+from prodlens._validation import check_choice, check_int, did_you_mean
 
 MODALITIES = ("image", "text")
 
@@ -124,7 +124,7 @@ class GlobalFeature:
         return self.text if self.text is not None else f"cluster {self.id.split(':', 1)[1]}"
 
     def payload(self) -> dict:
-        """The store's conventional ``GlobalFeature.payload`` keys (see ``prodlens.store.records``),
+        """The store's conventional ``GlobalFeatureRecord.payload`` keys (see ``prodlens.store.records``),
         plus ``id``, ``support`` and ``occurrences``."""
         d: dict = {"id": self.id, "support": self.support, "count": self.count, "sample_ids": list(self.sample_ids)}
         if self.modality == "image":
@@ -247,10 +247,7 @@ class GlobalExplanations:
         try:
             return self.classes[class_name]
         except KeyError:
-            import difflib
-
-            close = difflib.get_close_matches(class_name, self.classes, n=3)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(class_name, self.classes)
             raise KeyError(f"no global explanation for class {class_name!r}{hint} ({len(self)} classes)") from None
 
     def top(self, class_name: str, modality: str, k: int = 3) -> tuple[GlobalFeature, ...]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from prodlens.aggregate._validation import check_choice, check_float, check_int
+from prodlens._validation import check_choice, check_float, check_int
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from prodlens.data.types import OcrToken, ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.lime import MultimodalLime
 from prodlens.explain.quality import QualityCheck
-from prodlens.store import DeletionResult, GlobalFeature, Prediction, Run, Store, top_k
+from prodlens.store import DeletionResult, GlobalFeatureRecord, Prediction, Run, Store, top_k
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def fill_synthetic_run(
     for i in range(0, len(expls), 200):
         store.put_explanations(run, expls[i : i + 200])
 
-    feats: list[GlobalFeature] = []
+    feats: list[GlobalFeatureRecord] = []
     by_target: dict[str, list[Explanation]] = {}
     for e in expls:
         by_target.setdefault(e.target_name, []).append(e)
@@ -239,7 +239,7 @@ def fill_synthetic_run(
         clusters.sort(key=lambda ms: -sum(m[2] for m in ms))
         for k, members in enumerate(clusters):
             rep = max(members, key=lambda m: m[2])
-            feats.append(GlobalFeature(cls, "image", k, float(sum(m[2] for m in members) / len(es)), {
+            feats.append(GlobalFeatureRecord(cls, "image", k, float(sum(m[2] for m in members) / len(es)), {
                 "representative": {"sample_id": rep[0], "superpixel": rep[1]},
                 "members": [{"sample_id": m[0], "superpixel": m[1], "weight": m[2]} for m in members],
                 "n_samples": len({m[0] for m in members}),
@@ -255,7 +255,7 @@ def fill_synthetic_run(
         ranked = sorted(words, key=lambda k: -weights[k])
         for k, key in enumerate(ranked[:8]):
             variants = words[key]
-            feats.append(GlobalFeature(cls, "text", k, weights[key] / len(es), {
+            feats.append(GlobalFeatureRecord(cls, "text", k, weights[key] / len(es), {
                 "text": max(variants, key=variants.get), "variants": variants, "count": sum(variants.values()),
             }))
     store.put_global_features(run, feats)
@@ -276,7 +276,7 @@ def build_fixture_store(
 
     Runs ``baseline`` and ``variant``; in ``baseline`` the second photo of the first
     class with two photos is misclassified. Explanations come from
-    :class:`~prodlens.explain.MultimodalLime` (``n_samples=FIXTURE_LIME_SAMPLES``, quality
+    :class:`~prodlens.explain.MultimodalLime` (``max_samples=FIXTURE_LIME_SAMPLES``, quality
     check ``FIXTURE_QUALITY``) run on a :class:`~prodlens.app.fixture_model.ToyClassifier`. With ``matching`` (default) ``baseline``
     also holds SYNTHETIC matching results (:mod:`prodlens.app.match_fixtures`);
     ``variant`` has none, so it shows the Matching tab's empty state. With ``copy_images`` (file stores only)
@@ -309,7 +309,7 @@ def build_fixture_store(
     def lime(s: int) -> MultimodalLime:
         # a stricter local-error limit than the default's, so that the toy's poorly fitted
         # explanations are flagged and the app's flag, sort and filter views have both kinds
-        return MultimodalLime(n_samples=FIXTURE_LIME_SAMPLES, seed=s, progress=False, quality=FIXTURE_QUALITY)
+        return MultimodalLime(max_samples=FIXTURE_LIME_SAMPLES, seed=s, progress=False, quality=FIXTURE_QUALITY)
 
     baseline = fill_synthetic_run(store, samples, classes, run_name="baseline", error_rate=0.0, wrong=wrong,
                                   explainer=lime(seed), seed=seed)

@@ -95,7 +95,7 @@ def flag_reasons(q: ExplanationQuality) -> list[str]:
         s = _BY_FLAG.get(flag)
         if flag == "unidentified":
             out.append("unidentified (fewer independent perturbations than features: some weights come from "
-                       "the ridge penalty, not the model; raise n_samples)")
+                       "the ridge penalty, not the model; raise max_samples)")
             continue
         if s is None:
             out.append(flag)

@@ -34,7 +34,7 @@ from prodlens.app.quality_views import GALLERY_ORDERS, NOT_SCORED, QualityViews,
 from prodlens.data.types import ProductSample
 from prodlens.explain.explanation import Explanation
 from prodlens.store import Prediction, Store
-from prodlens.store.records import GlobalFeature
+from prodlens.store.records import GlobalFeatureRecord
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +498,7 @@ class Explorer(MatchViews, QualityViews):
         return GlobalView(f"{summary} {flagged}" if flagged else summary, views, text_rows)
 
     @staticmethod
-    def _crop_members(f: GlobalFeature) -> list[tuple[str, int]]:
+    def _crop_members(f: GlobalFeatureRecord) -> list[tuple[str, int]]:
         p = f.payload
         out: list[tuple[str, int]] = []
         rep = p.get("representative")

@@ -17,6 +17,18 @@ SKIPS_HELP = (" Unreadable photos are skipped and listed; the rest are done, and
               f"{EXIT_SKIPPED} (0 when nothing was skipped, 2 on an error that stopped the command).")
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts: an int >= 1.
+
+    >>> positive_int("3")
+    3
+    """
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction, name: str, help: str, example: str,
                skips: bool = False) -> argparse.ArgumentParser:
     """Add a sub-command whose help ends with an example, as every command's does

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from prodlens._validation import did_you_mean
 from prodlens._names import safe_filename
 from prodlens.cli._common import add_parser
 from prodlens.explain.interpretable import FILLS
@@ -16,13 +17,13 @@ from prodlens.errors import ProdlensError
 log = logging.getLogger(__name__)
 
 
-def _load_classifier(path: str) -> Any:
+def _load_classifier(path: str, runtime: str = "auto") -> Any:
     """A trained classifier from a checkpoint (``prodlens.models.checkpoint.load_classifier``)."""
     try:
         from prodlens.models.checkpoint import load_classifier
     except ImportError as e:  # pragma: no cover - depends on the models package state
         raise ProdlensError(f"cannot load checkpoints in this installation ({e})") from None
-    return load_classifier(path)
+    return load_classifier(path, runtime=runtime)
 
 
 def run_explain(
@@ -31,7 +32,7 @@ def run_explain(
     sample_id: str,
     out: str | Path,
     classes: list[str] | None = None,
-    samples: int = 2000,
+    max_samples: int = 2000,
     seed: int = 0,
     fixed: bool = False,
     batch_size: int = 8,
@@ -56,22 +57,19 @@ def run_explain(
     ds = read_dataset(dataset_dir)
     by_id = ds.by_id()
     if sample_id not in by_id:
-        import difflib
-
-        close = difflib.get_close_matches(sample_id, list(by_id), n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(sample_id, by_id)
         raise ProdlensError(f"no sample {sample_id!r} in {dataset_dir}{hint} ({len(by_id)} samples; see `prodlens info`)")
     sample = by_id[sample_id]
     if sample.ocr_tokens is None:
         log.warning("%s has no OCR tokens yet (run `prodlens ocr`); explaining the image only", sample_id)
-    clf = _load_classifier(checkpoint)
+    clf = _load_classifier(checkpoint, runtime)
     true_label = sample.label if sample.label in set(clf.classes) else None
     if sample.label is not None and true_label is None:
         log.warning("label %r of %s is not a class of the model; explaining the predicted class only", sample.label, sample_id)
     image = load_image(sample.image_path)
     explainer = MultimodalLime(
-        n_samples=samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
-        batch_size=batch_size, seed=seed, progress=None, runtime=runtime, quality=quality,
+        max_samples=max_samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
+        batch_size=batch_size, seed=seed, progress=None, quality=quality,
     )
     try:
         result = explainer.explain(clf, sample, image=image, targets=classes or (), true_label=true_label)
@@ -95,7 +93,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     try:
         info = run_explain(
-            args.checkpoint, args.dataset, args.sample, args.out, classes=args.classes, samples=args.samples,
+            args.checkpoint, args.dataset, args.sample, args.out, classes=args.classes, max_samples=args.max_samples,
             seed=args.seed, fixed=args.fixed, batch_size=args.batch_size, n_segments=args.segments, fill=args.fill,
             runtime=args.runtime, quality=not args.no_quality,
         )
@@ -131,8 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", required=True, help="sample id to explain (see the manifest)")
     p.add_argument("--class", dest="classes", action="append", metavar="NAME",
                    help="also explain this class (repeatable); the predicted and, if misclassified, true class always are")
-    p.add_argument("--samples", type=int, default=2000, help="most perturbations (default 2000)")
-    p.add_argument("--fixed", action="store_true", help="use exactly --samples perturbations (no early stopping)")
+    p.add_argument("--max-samples", "--samples", dest="max_samples", type=int, default=2000,
+                   help="most perturbations (default 2000)")
+    p.add_argument("--fixed", action="store_true", help="use exactly --max-samples perturbations (no early stopping)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--segments", type=int, default=100, help="SLIC superpixels to aim for (default 100)")

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from prodlens.cli._common import add_parser, report_skips
+from prodlens.cli._common import add_parser, positive_int, report_skips
 from prodlens.explain.interpretable import FILLS
 from prodlens.errors import ProdlensError
 
@@ -153,13 +153,6 @@ def _unit(text: str) -> float:
     return v
 
 
-def _pos(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_parser(
         sub, "global",
@@ -177,13 +170,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modality", nargs="+", choices=("image", "text"), default=["image", "text"])
     p.add_argument("--which", choices=("true", "predicted", "all"), default="true",
                    help="from per-sample files, use the explanation of the true (default) or predicted class")
-    p.add_argument("--top-k-local", type=_pos, default=3, help="top positive features per explanation (default 3)")
-    p.add_argument("--max-features", type=_pos, default=10, help="ranked features kept per class and modality (default 10)")
-    p.add_argument("--min-support", type=_pos, default=2, help="least explanations a feature must appear in (default 2)")
+    p.add_argument("--top-k-local", type=positive_int, default=3, help="top positive features per explanation (default 3)")
+    p.add_argument("--max-features", type=positive_int, default=10, help="ranked features kept per class and modality (default 10)")
+    p.add_argument("--min-support", type=positive_int, default=2, help="least explanations a feature must appear in (default 2)")
     p.add_argument("--crop", choices=("masked", "box"), default="masked", help="superpixel crop (default masked)")
-    p.add_argument("--crop-size", type=_pos, default=None, help="crop side in pixels (default: the model's input size)")
+    p.add_argument("--crop-size", type=positive_int, default=None, help="crop side in pixels (default: the model's input size)")
     p.add_argument("--min-cluster-size", type=int, default=3, help="HDBSCAN min_cluster_size (default 3)")
-    p.add_argument("--min-samples", type=_pos, default=2, help="HDBSCAN min_samples (default 2)")
+    p.add_argument("--min-samples", type=positive_int, default=2, help="HDBSCAN min_samples (default 2)")
     p.add_argument("--metric", default="euclidean", help="HDBSCAN metric on L2-normalised embeddings (default euclidean)")
     p.add_argument("--cluster-selection-method", choices=("eom", "leaf"), default="eom")
     p.add_argument("--word-threshold", type=_unit, default=0.75, help="spelling similarity to group words (default 0.75)")
@@ -211,9 +204,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("-o", "--out", default="deletion.json", help="output JSON with {'rows': [...]} (default deletion.json)")
     d.add_argument("--append", action="store_true", help="add/replace this model's rows in an existing table")
     d.add_argument("--modality", nargs="+", choices=("image", "text"), default=["image", "text"])
-    d.add_argument("--top-k", type=_pos, default=3, help="global features deleted per class (default 3)")
+    d.add_argument("--top-k", type=positive_int, default=3, help="global features deleted per class (default 3)")
     d.add_argument("--fill", default="black", choices=FILLS, help="deleted superpixels become (default black)")
-    d.add_argument("--repeats", type=_pos, default=1, help="random deletions per sample (default 1)")
+    d.add_argument("--repeats", type=positive_int, default=1, help="random deletions per sample (default 1)")
     d.add_argument("--seed", type=int, default=0, help="seed of the random deletions (default 0)")
     d.add_argument("--split", choices=("train", "val", "test"), default=None,
                    help="test only the samples of this split (default: every explained sample)")

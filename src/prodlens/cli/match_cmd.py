@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from prodlens.cli._common import add_parser, report_skips
+from prodlens.cli._common import positive_int as _positive_int  # the name the match commands use
 
 KINDS = ("image", "text", "fused")
 INDEXES = ("exact", "flat", "hnsw", "ivf")
@@ -18,13 +19,6 @@ def _weight(text: str) -> float:
     v = float(text)
     if not 0 <= v <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return v
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from prodlens.cli._common import add_parser
+from prodlens.cli._common import add_parser, positive_int
 from prodlens.data.manifest import Dataset, read_dataset, write_dataset
 from prodlens.data.vision_json import attach_vision_json
 from prodlens.errors import BadInputError
@@ -58,13 +58,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
 def _score(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -94,12 +87,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "prodlens ocr work/grocery --workers 2",
     )
     p.add_argument("dataset", help="dataset folder (with manifest.jsonl)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="OCR processes (default 1)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--workers", type=positive_int, default=1, help="OCR processes (default 1)")
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="onnxruntime threads per process (default: all cores, or cores/workers)")
     p.add_argument("--upscale", type=_positive_float, default=1.0,
                    help="resize factor before OCR; 2 helps small text (default 1.0)")
-    p.add_argument("--max-side", type=_positive_int, default=MAX_SIDE,
+    p.add_argument("--max-side", type=positive_int, default=MAX_SIDE,
                    help=f"read larger photos from a copy with this longer side in pixels (default {MAX_SIDE})")
     p.add_argument("--cache-dir", default=None,
                    help="OCR cache root (default $PRODLENS_CACHE/ocr or ~/.cache/prodlens/ocr)")

@@ -33,7 +33,7 @@ def run_sanity(
     split: str = "val",
     limit: int = 5,
     randomise: tuple[str, ...] | list[str] = ("head",),
-    samples: int = 300,
+    max_samples: int = 300,
     seed: int = 0,
     top_k: int = 10,
     batch_size: int = 8,
@@ -66,12 +66,12 @@ def run_sanity(
         raise BadInputError(dataset_dir, f"no photos in split {split!r}", "pick another --split (see `prodlens info`)")
     if not any(s.ocr_tokens is not None for s in chosen):
         log.warning("no OCR words in %s (run `prodlens ocr`); explaining the photos only", dataset_dir)
-    clf = load_classifier(checkpoint)
-    explainer = MultimodalLime(n_samples=samples, n_segments=n_segments, batch_size=batch_size, runtime=runtime,
+    clf = load_classifier(checkpoint, runtime=runtime)
+    explainer = MultimodalLime(max_samples=max_samples, n_segments=n_segments, batch_size=batch_size,
                                quality=False, progress=False)
     try:
         report = model_randomisation_test(clf, chosen, explainer=explainer, randomise=randomise, seed=seed, top_k=top_k)
-    except ValueError as e:  # the explainer's own checks (n_samples, ...); ConfigError is one too
+    except ValueError as e:  # the explainer's own checks (max_samples, ...); ConfigError is one too
         raise ConfigError(str(e)) from None
     if not report.results:
         path, why = report.skipped[0]
@@ -96,7 +96,7 @@ def _sanity(args: argparse.Namespace) -> int:
         raise ConfigError("--run names the run in a store: give --db STORE too")
     report = run_sanity(
         args.checkpoint, args.dataset, split=args.split, limit=args.limit, randomise=args.randomise or ["head"],
-        samples=args.samples, seed=args.seed, top_k=args.top_k, batch_size=args.batch_size, n_segments=args.segments,
+        max_samples=args.max_samples, seed=args.seed, top_k=args.top_k, batch_size=args.batch_size, n_segments=args.segments,
         runtime=args.runtime,
         db=args.db, run=args.run, json_out=args.json,
     )
@@ -129,7 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--randomise", action="append", metavar="WHAT",
                    help="what to re-initialise: head (default) or head+blocksN (the head and the last N image-backbone "
                         "blocks); repeatable")
-    p.add_argument("--samples", type=int, default=300,
+    p.add_argument("--max-samples", "--samples", dest="max_samples", type=int, default=300,
                    help="most LIME perturbations per explanation (default 300, the demo's; 4+ explanations per photo)")
     p.add_argument("--seed", type=int, default=0, help="the one seed: explanations and re-initialisation; the "
                    "noise-floor control uses seed + 1")

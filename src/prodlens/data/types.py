@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from prodlens._validation import did_you_mean
 from prodlens.errors import UnknownClassError
 
 Box = tuple[float, float, float, float]
@@ -214,8 +214,7 @@ class ClassList(Sequence[ClassInfo]):
         try:
             return self._by_name[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._by_name, n=3)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name, self._by_name)
             raise UnknownClassError(
                 f"unknown class {name!r}{hint} ({len(self)} classes known)"
             ) from None

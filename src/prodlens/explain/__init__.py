@@ -1,7 +1,7 @@
 """Local explanations: multimodal LIME over superpixels and OCR tokens.
 
 >>> from prodlens.explain import MultimodalLime
->>> MultimodalLime(n_samples=500).n_samples
+>>> MultimodalLime(max_samples=500).max_samples
 500
 """
 
@@ -18,7 +18,7 @@ from prodlens.explain.factorised import (
 from prodlens.explain.interpretable import FILLS, ModelInputs, MultimodalInput, fill_image
 from prodlens.explain.kernels import ExponentialKernel, Kernel, cosine_distance_to_ones
 from prodlens.explain.quality import ExplanationQuality, QualityCheck
-from prodlens.explain.lime import MultimodalLime, explain_sample, model_input_size
+from prodlens.explain.lime import MultimodalLime, explain_sample
 from prodlens.explain.result import SampleExplanations
 from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, PairedSampler, Sampler
 from prodlens.explain.sanity import SanityReport, SanityResult, model_randomisation_test
@@ -70,7 +70,6 @@ __all__ = [
     "fill_image",
     "has_feature_path",
     "make_segmenter",
-    "model_input_size",
     "model_randomisation_test",
     "relabel_contiguous",
     "top_k_sets",

@@ -4,8 +4,8 @@
 often the sampler draws it and across early-stopping chunks. For fused models that
 expose ``encode_images``, ``encode_texts`` and ``predict_from_features`` it goes one
 level deeper: each distinct image mask is encoded once and each distinct token subset
-once, and only the cheap fusion head runs per row. Those three methods are optional
-(looked up with ``hasattr``); any :class:`~prodlens.models.base.Classifier` works.
+once, and only the cheap fusion head runs per row: a
+:class:`~prodlens.models.base.FusedClassifier`. Any :class:`~prodlens.models.base.Classifier` works.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from prodlens._validation import check_int
 from prodlens.explain.interpretable import MultimodalInput
 from prodlens.models.base import FUSED_METHODS, Classifier, has_feature_path
 
@@ -80,8 +81,7 @@ class CachedEvaluator:
         device: object | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int("batch_size", batch_size, 1)
         self.classifier = classifier
         self.inputs = inputs
         self.batch_size = batch_size

@@ -42,6 +42,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from prodlens._validation import check_int
 from prodlens.explain.sampling import OrthogonalSampler, Sampler
 from prodlens.models.base import FUSED_METHODS, has_feature_path
 
@@ -252,9 +253,7 @@ class FactorisedSampler:
 
     def __post_init__(self) -> None:
         for name in ("n_image", "n_text", "max_image", "max_text"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1 (masks, the all-on one included), got {v!r}")
+            check_int(name, getattr(self, name), 1, why="masks, the all-on one included")
         if self.n_image * self.n_text < 2:
             raise ValueError("n_image * n_text must be >= 2 (the original plus perturbations), got 1 x 1")
         if self.fallback not in FALLBACKS:

@@ -20,25 +20,29 @@ distinct token subset once (:class:`~prodlens.explain.evaluation.CachedEvaluator
 For such fused models and samples with OCR words the default goes further
 (:class:`~prodlens.explain.factorised.FactorisedSampler`): 512 image masks crossed
 with up to 64 text masks, each encoded once, ``n * m`` surrogate rows for ``n + m``
-encoder passes. ``early_stop=False`` gives plain LIME with exactly ``n_samples`` rows.
+encoder passes. ``early_stop=False`` gives plain LIME with exactly ``max_samples`` rows.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from prodlens._validation import check_int, did_you_mean
 from prodlens.data.images import load_image
 from prodlens.data.types import ClassList, OcrToken, ProductSample
 from prodlens.explain.evaluation import CachedEvaluator, has_feature_path
 from prodlens.explain.factorised import FactorGrid, FactorisedSampler, GridSampler, full_rank_masks
 from prodlens.explain.explanation import Explanation
-from prodlens.explain.interpretable import Fill, MultimodalInput, shrink_photo, work_size
+from prodlens.explain.interpretable import Fill, MultimodalInput, _check_fill, shrink_photo, work_size
 from prodlens.explain.kernels import ExponentialKernel, Kernel
 from prodlens.explain.quality import QualityCheck
 from prodlens.explain.result import SampleExplanations
@@ -46,7 +50,7 @@ from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, Paire
 from prodlens.explain.segmentation import Segmenter, SlicSegmenter, make_segmenter, relabel_contiguous
 from prodlens.explain.stopping import EarlyStopping
 from prodlens.explain.surrogate import RidgeSurrogate, Surrogate
-from prodlens.models.base import Classifier
+from prodlens.models.base import Classifier, input_side
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ AUTO_FACTOR = 2
 MAX_PIXELS = 2_000_000
 
 #: ``sampler="auto"`` with the default early stopping, for a fused model exposing per-modality
-#: encoders and a sample with OCR words: ``FactorisedSampler(n_image=min(512, n_samples), n_text=64)``.
+#: encoders and a sample with OCR words: ``FactorisedSampler(n_image=min(512, max_samples), n_text=64)``.
 #: Measured on 5 GroceryStore photos x 2 fusion heads (bench/factorised_sampling.py): agreement
 #: with joint-2000 at the noise floor's level (top-10 overlap 9.0-9.2 vs 9.0, Spearman 0.910-0.911
 #: vs 0.903-0.906) from 5.1x fewer encoder passes; 256 image masks fell short (8.4, 0.877).
@@ -75,17 +79,11 @@ SAMPLERS: dict[str, Callable[[], Sampler | GridSampler]] = {
 }
 
 
-def model_input_size(classifier: object) -> int | tuple[int, int] | None:
-    """The classifier's input resolution, if it tells: ``input_size`` or ``preprocess.input_size``.
-
-    >>> class M: input_size = 256
-    >>> model_input_size(M()), model_input_size(object())
-    (256, None)
-    """
-    size = getattr(classifier, "input_size", None)
-    if size is None:
-        size = getattr(getattr(classifier, "preprocess", None), "input_size", None)
-    return size
+def _same(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and odd objects: not a default
+        return False
 
 
 def _describe(part: object) -> str:
@@ -101,7 +99,7 @@ class MultimodalLime:
 
     Parameters
     ----------
-    n_samples:
+    max_samples:
         Most perturbation rows per sample, the unperturbed row included (lime: 1000,
         the paper: 2000). With early stopping it is the cap; for the factorised
         default (see ``sampler``) it caps the image masks instead.
@@ -116,7 +114,7 @@ class MultimodalLime:
         How on/off rows are drawn. ``"auto"`` (default): with the default
         ``early_stop=True``, for a fused model exposing ``encode_images`` /
         ``encode_texts`` / ``predict_from_features`` (prodlens' ``ProductClassifier``)
-        and a sample with OCR words, ``FactorisedSampler(n_image=min(512, n_samples),
+        and a sample with OCR words, ``FactorisedSampler(n_image=min(512, max_samples),
         n_text=64)`` (fixed budget, no early stopping; measured in ``docs/explain.md``);
         otherwise ``"orthogonal"`` (:class:`~prodlens.explain.sampling.OrthogonalSampler`,
         fold-over orthogonal blocks) with early stopping, and ``"bernoulli"`` (lime's
@@ -128,7 +126,7 @@ class MultimodalLime:
         crosses ``n_image`` image masks with ``n_text`` text masks (at most ``2**T``):
         ``n_image * n_text`` rows for ``n_image + n_text`` encoder passes, for fused models
         exposing ``encode_images`` / ``encode_texts`` / ``predict_from_features``; its grid
-        is a fixed budget (``n_samples`` and early stopping do not apply).
+        is a fixed budget (``max_samples`` and early stopping do not apply).
     kernel, surrogate:
         Defaults are lime's: exponential kernel of width ``kernel_width`` on the cosine
         distance to the all-on row, weighted ridge with ``alpha`` (closed form).
@@ -136,7 +134,7 @@ class MultimodalLime:
         ``True`` (default) uses :class:`~prodlens.explain.stopping.EarlyStopping` with
         its defaults (refit every 128 rows, stop when the top-10 features hold, up to
         one swap, over two refits), or pass one. ``False`` is plain LIME: exactly
-        ``n_samples`` independent Bernoulli rows (with ``sampler="auto"``), one fit.
+        ``max_samples`` independent Bernoulli rows (with ``sampler="auto"``), one fit.
     batch_size:
         Rows per ``predict_proba`` call.
     resolution:
@@ -157,13 +155,6 @@ class MultimodalLime:
         ``None``: never shrink. Not applied when ``segments`` are given to :meth:`explain`.
     cache:
         Send each distinct row to the model only once.
-    runtime:
-        ``"auto"`` (default): a prodlens classifier whose runtime was never chosen
-        (:meth:`~prodlens.models.classifier.ProductClassifier.use_runtime`) is switched
-        to ONNX Runtime for its image backbone when it runs on the CPU — the same
-        features within float rounding at ~1.8x less time per perturbed image on an idle CPU
-        (:mod:`prodlens.models.runtime`). ``"torch"`` leaves the classifier alone;
-        ``"onnxruntime"`` insists. Other classifiers are never touched.
     quality:
         ``True`` (default) scores every explanation with
         :class:`~prodlens.explain.quality.QualityCheck` (deletion / insertion curves
@@ -172,6 +163,8 @@ class MultimodalLime:
         its thresholds, ``False`` to skip it.
     seed:
         The one seed of the run (a ``numpy.random.Generator``): same seed, same weights.
+    n_samples:
+        Deprecated: the old name of ``max_samples`` (a ``FutureWarning``).
 
     Example
     -------
@@ -186,7 +179,7 @@ class MultimodalLime:
     ...         return np.stack([1 - p, p], 1)
     >>> img = np.full((8, 8, 3), 255, np.uint8)
     >>> toks = (OcrToken("MILK", (0, 0, 4, 2)), OcrToken("FAT", (4, 0, 8, 2)))
-    >>> lime = MultimodalLime(n_samples=300, segmenter="grid", segmenter_params={"rows": 2, "cols": 2},
+    >>> lime = MultimodalLime(max_samples=300, segmenter="grid", segmenter_params={"rows": 2, "cols": 2},
     ...                       fill="black", early_stop=False, seed=0)
     >>> res = lime.explain(Toy(), image=img, tokens=toks)
     >>> e = res.predicted_explanation
@@ -196,7 +189,7 @@ class MultimodalLime:
 
     def __init__(
         self,
-        n_samples: int = 2000,
+        max_samples: int = 2000,
         *,
         segmenter: str | Segmenter | Callable[[np.ndarray], np.ndarray] = "slic",
         n_segments: int = 100,
@@ -212,12 +205,18 @@ class MultimodalLime:
         resolution: str | int | None = "auto",
         max_pixels: int | None = MAX_PIXELS,
         cache: bool = True,
-        runtime: str = "auto",
         quality: bool | QualityCheck = True,
         seed: int = 0,
         progress: bool | None = None,
+        n_samples: int | None = None,
     ) -> None:
-        self.n_samples = n_samples
+        if n_samples is not None:  # the old name of the cap (prodlens <= 0.x); n_samples now means rows used
+            warnings.warn("MultimodalLime(n_samples=) is now max_samples= (the cap; Explanation.n_samples is the "
+                          "number of rows used)", FutureWarning, stacklevel=2)
+            max_samples = n_samples
+        #: deprecated alias of ``max_samples``, always ``None`` once constructed
+        self.n_samples = None
+        self.max_samples = max_samples
         self.segmenter = segmenter
         self.n_segments = n_segments
         self.segmenter_params = segmenter_params
@@ -232,21 +231,52 @@ class MultimodalLime:
         self.resolution = resolution
         self.max_pixels = max_pixels
         self.cache = cache
-        self.runtime = runtime
         self.quality = quality
         self.seed = seed
         self.progress = progress
 
+    # -- parameters -------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """The settings given to ``__init__`` (what a copy needs; what travels to workers).
+
+        >>> MultimodalLime(max_samples=64).get_params()["max_samples"]
+        64
+        """
+        return {name: getattr(self, name) for name in inspect.signature(type(self).__init__).parameters if name != "self"}
+
+    def with_params(self, **params: Any) -> MultimodalLime:
+        """A copy with some settings changed (``__init__`` only stores them).
+
+        >>> MultimodalLime(seed=1).with_params(seed=2).seed
+        2
+        """
+        unknown = sorted(set(params) - set(self.get_params()))
+        if unknown:
+            raise TypeError(f"MultimodalLime has no setting {unknown[0]!r}{did_you_mean(unknown[0], self.get_params())}")
+        return type(self)(**{**self.get_params(), **params})
+
+    def validate(self) -> MultimodalLime:
+        """Check every setting now rather than at the first :meth:`explain`; returns ``self``.
+
+        >>> MultimodalLime(max_samples=1).validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: max_samples must be an int >= 2 (the original plus perturbations), got 1
+        """
+        self._parts()
+        self._quality_check()
+        _check_fill(self.fill)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items() if n != "self"}
+        changed = {k: v for k, v in self.get_params().items() if not _same(v, defaults.get(k))}
+        return f"MultimodalLime({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
     # -- validation and defaults ----------------------------------------------------
     def _parts(self) -> tuple[Segmenter, Sampler | GridSampler, Kernel, Surrogate, EarlyStopping | None]:
-        if not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 2:
-            raise ValueError(f"n_samples must be an int >= 2 (the original plus perturbations), got {self.n_samples!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        from prodlens.models.runtime import RUNTIMES
-
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        check_int("max_samples", self.max_samples, 2, why="the original plus perturbations")
+        check_int("batch_size", self.batch_size, 1)
         if not (self.resolution is None or self.resolution in ("auto", "model")
                 or (isinstance(self.resolution, int) and self.resolution > 0)):
             raise ValueError(f"resolution must be 'auto', 'model', None or a positive int, got {self.resolution!r}")
@@ -292,11 +322,11 @@ class MultimodalLime:
     def _auto_factorised(self, sampler: Sampler | GridSampler, classifier: object, n_tokens: int) -> Sampler | GridSampler:
         """``sampler="auto"`` + default early stopping -> factorised for a fused model with OCR words."""
         if self.sampler == "auto" and self.early_stop is True and n_tokens > 0 and has_feature_path(classifier):
-            return FactorisedSampler(n_image=min(AUTO_FACTORISED_IMAGES, int(self.n_samples)), n_text=AUTO_FACTORISED_TEXTS)
+            return FactorisedSampler(n_image=min(AUTO_FACTORISED_IMAGES, int(self.max_samples)), n_text=AUTO_FACTORISED_TEXTS)
         return sampler
 
     @staticmethod
-    def _rows(sampler: Sampler | GridSampler, classifier: object, x: MultimodalInput, n_samples: int,
+    def _rows(sampler: Sampler | GridSampler, classifier: object, x: MultimodalInput, max_samples: int,
               rng: np.random.Generator) -> tuple[np.ndarray, FactorGrid | None, bool, dict]:
         """The run's on/off rows (row 0 the unperturbed input), the grid of a factorised run,
         whether the rows are a fixed budget (a grid or its joint fallback: no early stop),
@@ -317,30 +347,22 @@ class MultimodalLime:
             log.info("%s has no per-modality encoders: %d joint rows instead of a factorised grid",
                      type(classifier).__name__, sampler.encoder_budget)
             design = {"fallback": "joint: the classifier has no per-modality encoders"}
-            sampler, n_samples, fixed = sampler.joint_sampler, sampler.encoder_budget, True
+            sampler, max_samples, fixed = sampler.joint_sampler, sampler.encoder_budget, True
         else:
             fixed = False
         # the sampler's rows follow row 0, so chunks of an even size keep a paired sampler's pairs whole
-        rows = np.vstack([np.ones((1, x.n_features), bool), sampler.sample(n_samples - 1, x.n_features, rng).astype(bool)])
+        rows = np.vstack([np.ones((1, x.n_features), bool), sampler.sample(max_samples - 1, x.n_features, rng).astype(bool)])
         return rows, None, fixed, design
 
     def _work_size(self, classifier: object, shape: tuple[int, ...]) -> tuple[int, int]:
         if self.resolution is None:
             return work_size(shape, None)
         if self.resolution in ("auto", "model"):
-            size = model_input_size(classifier)
-            if size is None:
+            side = input_side(classifier)
+            if side is None:
                 return work_size(shape, None)
-            side = max(size) if isinstance(size, (tuple, list)) else int(size)
             return work_size(shape, side if self.resolution == "model" else AUTO_FACTOR * side)
         return work_size(shape, int(self.resolution))
-
-    def _choose_runtime(self, classifier: object) -> None:
-        if self.runtime == "torch" or not callable(getattr(classifier, "use_runtime", None)):
-            return
-        if getattr(classifier, "runtime_choice", "set") is None or (
-                self.runtime == "onnxruntime" and getattr(classifier, "runtime", None) != "onnxruntime"):
-            classifier.use_runtime(self.runtime)  # type: ignore[attr-defined]
 
     @staticmethod
     def _target_index(classes: Sequence[str], target: int | str, what: str) -> int:
@@ -374,95 +396,38 @@ class MultimodalLime:
         t0 = time.perf_counter()
         seg_fn, sampler, kernel, surrogate, stop = self._parts()
         check = self._quality_check()
-        if sample is None and image is None:
-            raise ValueError("give a ProductSample or an image (with tokens) to explain")
-        if image is None:
-            image = load_image(sample.image_path)  # type: ignore[union-attr]
-        if tokens is None:
-            tokens = sample.tokens if sample is not None else ()
-        if true_label is None and sample is not None:
-            true_label = sample.label
-        sid = sample_id or (sample.id if sample is not None else "sample")
-        self._choose_runtime(classifier)
+        image, tokens, true_label, sid = self._resolve_inputs(sample, image, tokens, true_label, sample_id)
         classes = list(classifier.classes)
-        true_idx = None
-        if true_label is not None:
-            true_idx = self._target_index(classes, true_label, "true_label")
+        true_idx = None if true_label is None else self._target_index(classes, true_label, "true_label")
         requested = [self._target_index(classes, t, "targets") for t in targets]
-
         photo_size = image.shape[:2]
-        if segments is None:
-            image, tokens = shrink_photo(image, tokens, self.max_pixels)
-        segments = seg_fn(image) if segments is None else relabel_contiguous(segments)
-        size = self._work_size(classifier, image.shape)
-        x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=size)
-        log.info("explaining %s: %d superpixels + %d tokens, perturbed at %dx%d",
-                 sid, x.n_superpixels, x.n_tokens, size[1], size[0])
+        x = self._interpretable_input(classifier, image, tokens, segments, seg_fn, sid)
 
         rng = np.random.default_rng(self.seed)
         sampler = self._auto_factorised(sampler, classifier, x.n_tokens)
-        rows, grid, fixed, design = self._rows(sampler, classifier, x, int(self.n_samples), rng)
+        rows, grid, fixed, design = self._rows(sampler, classifier, x, int(self.max_samples), rng)
         if fixed:
             stop = None
-        n_total = len(rows)
         weights = kernel(rows)
-
-        device = getattr(classifier, "device", None) if getattr(classifier, "accepts_tensors", False) else None
-        bar = tqdm(total=n_total, desc=f"explain {sid}", unit="row", disable=None if self.progress is None else not self.progress, leave=False)
-        ev = CachedEvaluator(classifier, x, batch_size=self.batch_size, cache=self.cache, device=device, progress=bar.update)
+        bar = tqdm(total=len(rows), desc=f"explain {sid}", unit="row", disable=None if self.progress is None else not self.progress, leave=False)
+        ev = CachedEvaluator(classifier, x, batch_size=self.batch_size, cache=self.cache, progress=bar.update)
         try:
-            probs0 = ev(rows[:1])[0]
-            predicted = int(np.argmax(probs0))
-            target_list = [predicted]
-            roles = {predicted: "predicted"}
-            if true_idx is not None and true_idx != predicted:
-                target_list.append(true_idx)
-                roles[true_idx] = "true"
-            for ti in requested:
-                if ti not in roles:
-                    target_list.append(ti)
-                    roles[ti] = "requested"
-            tgt = np.array(target_list)
-
-            ys = [probs0[None, tgt]]
-            n_done = 1
-            fit = None
-            history: list[np.ndarray] = []
-            chunk = stop.chunk_size if stop is not None else n_total
-            while n_done < n_total and fit is None:
-                end = min(n_done + chunk, n_total)
-                ys.append(ev(rows[n_done:end])[:, tgt])
-                n_done = end
-                if stop is not None and n_done < n_total:
-                    refit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
-                    history.append(refit.coef)
-                    # never stop while some weights are set by the penalty rather than the data
-                    if refit.identifies(x.n_features) and stop.should_stop(history, n_done):
-                        fit = refit
+            run = _sample_and_fit(ev, rows, weights, surrogate, stop, x.n_features, _Targets.of(true_idx, requested))
         finally:
             bar.close()
-        stopped_early = fit is not None
-        y_fit = np.concatenate(ys)
-        if fit is None:
-            fit = surrogate.fit(rows[:n_done], y_fit, weights[:n_done])
         stats = ev.stats()
-        identified = fit.identifies(x.n_features)
-        if fit.rank is not None:
-            design.update(rank=int(fit.rank), n_features=int(x.n_features), full_rank=identified)
-            if not identified:
-                log.warning("%s: %d rows identify only %d of %d weights (the rest come from the ridge penalty); "
-                            "raise n_samples", sid, n_done, fit.rank, x.n_features)
-        qualities: list = [None] * len(tgt)
+        identified = self._identified(run, design, x.n_features, sid)
+        qualities: list = [None] * len(run.targets)
         if check is not None:
             ev.progress = None
             t_quality = time.perf_counter()
             qualities = check.assess(
-                ev, surrogate, rows[:n_done], y_fit, weights[:n_done], fit.coef, fit.score, fit.local_prediction,
-                probs0[tgt], tgt, rng, grid=grid, identified=identified)
+                ev, surrogate, rows[:run.n_done], run.y, weights[:run.n_done], run.fit.coef, run.fit.score,
+                run.fit.local_prediction, run.probs0[run.targets], run.targets, rng, grid=grid, identified=identified)
             stats["quality_seconds"] = round(time.perf_counter() - t_quality, 4)
         seconds = time.perf_counter() - t0
-        if stopped_early:
-            log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, n_done, self.n_samples)  # type: ignore[union-attr]
+        if run.stopped_early:
+            log.info("%s: top-%d stable after %d of %d rows", sid, stop.top_k, run.n_done, self.max_samples)  # type: ignore[union-attr]
 
         config: dict[str, Any] = {
             "segmenter": _describe(seg_fn),
@@ -471,45 +436,159 @@ class MultimodalLime:
             "kernel": _describe(kernel),
             "surrogate": _describe(surrogate),
             "early_stop": _describe(stop) if stop is not None else False,
-            "max_samples": n_total,
-            "stopped_early": stopped_early,
+            "max_samples": len(rows),
+            "stopped_early": run.stopped_early,
             "batch_size": self.batch_size,
-            "work_size": [int(size[0]), int(size[1])],
+            "work_size": [int(x.size[0]), int(x.size[1])],
             "design": design,
             "quality": _describe(check) if check is not None else False,
             **stats,
         }
         if grid is not None:
             config["factorised"] = {"n_image": grid.n_image, "n_text": grid.n_text}
-        if image.shape[:2] != photo_size:
+        if x.image.shape[:2] != photo_size:
             config["photo_size"] = [int(photo_size[0]), int(photo_size[1])]
-        exps = tuple(
+        log.info("%s explained in %.2fs: %d rows, %d model rows, R^2 %s", sid, seconds, run.n_done,
+                 stats["n_model_rows"], ", ".join(f"{s:.3f}" for s in run.fit.score))
+        return SampleExplanations(
+            sample_id=sid, explanations=self._explanations(sid, classes, x, run, config, qualities),
+            predicted=run.predicted, true=true_idx, probabilities=run.probs0.copy(), n_samples=run.n_done,
+            stopped_early=run.stopped_early, seconds=seconds, stats=stats,
+        )
+
+    # -- the run's steps ------------------------------------------------------------
+    @staticmethod
+    def _resolve_inputs(
+        sample: ProductSample | None, image: np.ndarray | None, tokens: Sequence[OcrToken] | None,
+        true_label: int | str | None, sample_id: str | None,
+    ) -> tuple[np.ndarray, Sequence[OcrToken], int | str | None, str]:
+        """The photo, its words, its true class and its id: the sample's unless given."""
+        if sample is None and image is None:
+            raise ValueError("give a ProductSample or an image (with tokens) to explain")
+        if image is None:
+            image = load_image(sample.image_path)  # type: ignore[union-attr]
+        if tokens is None:
+            tokens = sample.tokens if sample is not None else ()
+        if true_label is None and sample is not None:
+            true_label = sample.label
+        return image, tokens, true_label, sample_id or (sample.id if sample is not None else "sample")
+
+    def _interpretable_input(self, classifier: object, image: np.ndarray, tokens: Sequence[OcrToken],
+                             segments: np.ndarray | None, seg_fn: Segmenter, sid: str) -> MultimodalInput:
+        """Superpixels and words in one on/off space, built at the work resolution
+        (a large photo shrunk first unless ``segments`` are given)."""
+        if segments is None:
+            image, tokens = shrink_photo(image, tokens, self.max_pixels)
+        segments = seg_fn(image) if segments is None else relabel_contiguous(segments)
+        size = self._work_size(classifier, image.shape)
+        x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=size)
+        log.info("explaining %s: %d superpixels + %d tokens, perturbed at %dx%d",
+                 sid, x.n_superpixels, x.n_tokens, size[1], size[0])
+        return x
+
+    @staticmethod
+    def _identified(run: _Run, design: dict[str, Any], n_features: int, sid: str) -> bool:
+        """Whether the rows identify every weight (recorded in ``design``; a warning if not)."""
+        identified = run.fit.identifies(n_features)
+        if run.fit.rank is not None:
+            design.update(rank=int(run.fit.rank), n_features=int(n_features), full_rank=identified)
+            if not identified:
+                log.warning("%s: %d rows identify only %d of %d weights (the rest come from the ridge penalty); "
+                            "raise max_samples", sid, run.n_done, run.fit.rank, n_features)
+        return identified
+
+    def _explanations(self, sid: str, classes: Sequence[str], x: MultimodalInput, run: _Run,
+                      config: dict[str, Any], qualities: Sequence[Any]) -> tuple[Explanation, ...]:
+        """One :class:`Explanation` per explained target, all sharing the run's settings."""
+        return tuple(
             Explanation(
                 sample_id=sid,
                 target=int(t),
                 target_name=str(classes[t]),
-                weights=fit.coef[j].copy(),
-                intercept=float(fit.intercept[j]),
-                score=float(fit.score[j]),
-                prediction=float(probs0[t]),
+                weights=run.fit.coef[j].copy(),
+                intercept=float(run.fit.intercept[j]),
+                score=float(run.fit.score[j]),
+                prediction=float(run.probs0[t]),
                 segments=x.segments,
                 tokens=x.tokens,
                 n_superpixels=x.n_superpixels,
                 seed=int(self.seed),
-                n_samples=int(n_done),
-                config={**config, "role": roles[int(t)]},
-                surrogate_prediction=float(fit.local_prediction[j]),
+                n_samples=run.n_done,
+                config={**config, "role": run.roles[int(t)]},
+                surrogate_prediction=float(run.fit.local_prediction[j]),
                 quality=qualities[j],
             )
-            for j, t in enumerate(tgt)
+            for j, t in enumerate(run.targets)
         )
-        log.info("%s explained in %.2fs: %d rows, %d model rows, R^2 %s", sid, seconds, n_done,
-                 stats["n_model_rows"], ", ".join(f"{s:.3f}" for s in fit.score))
-        return SampleExplanations(
-            sample_id=sid, explanations=exps, predicted=predicted, true=true_idx,
-            probabilities=probs0.copy(), n_samples=int(n_done), stopped_early=stopped_early,
-            seconds=seconds, stats=stats,
-        )
+
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """The classes asked for besides the predicted one: the true class and ``targets``."""
+
+    true: int | None
+    requested: tuple[int, ...]
+
+    @classmethod
+    def of(cls, true: int | None, requested: Sequence[int]) -> _Targets:
+        return cls(true, tuple(requested))
+
+    def order(self, predicted: int) -> tuple[np.ndarray, dict[int, str]]:
+        """The explained classes (predicted first, then true, then requested; no repeats) and their roles."""
+        roles = {predicted: "predicted"}
+        if self.true is not None and self.true != predicted:
+            roles[self.true] = "true"
+        for t in self.requested:
+            roles.setdefault(t, "requested")
+        return np.array(list(roles)), roles
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What sampling and fitting found: the unperturbed probabilities, the explained classes
+    with their roles, the model outputs of the rows used and the surrogate fitted to them."""
+
+    probs0: np.ndarray
+    targets: np.ndarray
+    roles: dict[int, str]
+    y: np.ndarray
+    n_done: int
+    fit: Any
+    stopped_early: bool
+
+    @property
+    def predicted(self) -> int:
+        return int(np.argmax(self.probs0))
+
+
+def _sample_and_fit(ev: CachedEvaluator, rows: np.ndarray, weights: np.ndarray, surrogate: Surrogate,
+                    stop: EarlyStopping | None, n_features: int, asked: _Targets) -> _Run:
+    """Send the rows to the model in chunks, refitting the surrogate after each when
+    early stopping is on, until it says stop or the rows run out; fit once at the end otherwise."""
+    probs0 = ev(rows[:1])[0]
+    tgt, roles = asked.order(int(np.argmax(probs0)))
+    n_total = len(rows)
+    ys = [probs0[None, tgt]]
+    n_done = 1
+    fit = None
+    history: list[np.ndarray] = []
+    chunk = stop.chunk_size if stop is not None else n_total
+    while n_done < n_total and fit is None:
+        end = min(n_done + chunk, n_total)
+        ys.append(ev(rows[n_done:end])[:, tgt])
+        n_done = end
+        if stop is not None and n_done < n_total:
+            refit = surrogate.fit(rows[:n_done], np.concatenate(ys), weights[:n_done])
+            history.append(refit.coef)
+            # never stop while some weights are set by the penalty rather than the data
+            if refit.identifies(n_features) and stop.should_stop(history, n_done):
+                fit = refit
+    stopped_early = fit is not None
+    y = np.concatenate(ys)
+    if fit is None:
+        fit = surrogate.fit(rows[:n_done], y, weights[:n_done])
+    return _Run(probs0, tgt, roles, y, int(n_done), fit, stopped_early)
 
 
 def explain_sample(classifier: Classifier, sample: ProductSample, **params: Any) -> SampleExplanations:

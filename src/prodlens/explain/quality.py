@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from prodlens._validation import check_int
 from prodlens.explain.factorised import FactorGrid
 from prodlens.explain.surrogate import RidgeSurrogate, Surrogate, ridge_grid_coef
 
@@ -251,9 +252,7 @@ class QualityCheck:
 
     def __post_init__(self) -> None:
         for name, low in (("n_steps", 1), ("n_bootstrap", 2), ("top_k", 1)):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+            check_int(name, getattr(self, name), low)
 
     @property
     def thresholds(self) -> dict:

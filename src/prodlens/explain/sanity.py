@@ -44,6 +44,7 @@ import numpy as np
 from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
+from prodlens._validation import check_int
 from prodlens.data.images import load_image
 from prodlens.data.types import ProductSample
 from prodlens.errors import BadInputError, ConfigError, record_skip
@@ -204,7 +205,7 @@ def _verdict(median_abs: float, floor: float, threshold: float, margin: float) -
                         "when the learned weights are re-initialised")
     if not median_abs <= floor - margin:
         return "fail", (f"median Spearman |w| {median_abs:.2f} is not {margin:g} below the noise floor {floor:.2f}: "
-                        "the explainer disagrees with itself about as much; raise n_samples")
+                        "the explainer disagrees with itself about as much; raise max_samples")
     return "pass", (f"median Spearman |w| {median_abs:.2f} < {threshold:g} and {floor - median_abs:.2f} below "
                     f"the noise floor {floor:.2f}: the explanations depend on the learned weights")
 
@@ -339,9 +340,7 @@ def _describe(explainer: object) -> dict[str, Any]:
 
 
 def _with_seed(explainer: MultimodalLime, seed: int) -> MultimodalLime:
-    lime = copy.copy(explainer)  # __init__ only stores settings: a shallow copy is an independent explainer
-    lime.seed = int(seed)
-    return lime
+    return explainer.with_params(seed=int(seed))
 
 
 def model_randomisation_test(
@@ -379,8 +378,7 @@ def model_randomisation_test(
     names = list(dict.fromkeys(parse_randomisation(r).name for r in randomise))
     if not names:
         raise ConfigError("randomise must name at least one randomisation ('head' or 'head+blocks<N>'), got none")
-    if not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ConfigError(f"top_k must be an int >= 1, got {top_k!r}")
+    check_int("top_k", top_k, 1, error=ConfigError)
     models = {n: randomised_copy(classifier, n, seed=seed) for n in names}  # checks the model before any work
     lime = _with_seed(explainer if explainer is not None else MultimodalLime(quality=False), seed)
     control_lime = _with_seed(lime, seed + 1)

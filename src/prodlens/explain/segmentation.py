@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from prodlens._validation import check_int
+
 log = logging.getLogger(__name__)
 
 
@@ -56,8 +58,7 @@ class SlicSegmenter:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         from skimage.segmentation import slic
 
-        if self.n_segments < 1:
-            raise ValueError(f"n_segments must be >= 1, got {self.n_segments}")
+        check_int("n_segments", self.n_segments, 1)
         labels = slic(
             image, n_segments=self.n_segments, compactness=self.compactness,
             sigma=self.sigma, start_label=0, channel_axis=-1,

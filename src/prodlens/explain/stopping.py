@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prodlens._validation import check_int
+
 
 def top_k_sets(coef: np.ndarray, k: int) -> list[frozenset[int]]:
     """Per target (row of ``coef``), the indices of the ``k`` largest ``|weight|``.
@@ -28,7 +30,7 @@ class EarlyStopping:
     each chunk. It stops when, for every explained target, the ``top_k`` features by
     ``|weight|`` of each of the last ``patience`` refits share at least
     ``top_k - tolerance`` features with the refit before, and never before
-    ``min_samples`` rows; it always stops at the explainer's ``n_samples``.
+    ``min_samples`` rows; it always stops at the explainer's ``max_samples``.
 
     ``tolerance=1`` lets one feature swap in and out at the rank-k boundary: two
     independent fixed-2000 LIME runs on the same photo disagree about that much (see
@@ -51,14 +53,11 @@ class EarlyStopping:
 
     def __post_init__(self) -> None:
         for name in ("chunk_size", "top_k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_int(name, getattr(self, name), 1)
         if not 0 <= self.tolerance < self.top_k:
             raise ValueError(f"tolerance must be in 0..top_k-1 = 0..{self.top_k - 1}, got {self.tolerance}")
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1 (consecutive refits that must agree), got {self.patience}")
-        if self.min_samples < 0:
-            raise ValueError(f"min_samples must be >= 0, got {self.min_samples}")
+        check_int("patience", self.patience, 1, why="consecutive refits that must agree")
+        check_int("min_samples", self.min_samples, 0)
 
     def required_overlap(self, n_features: int) -> tuple[int, int]:
         """``(k, overlap)`` used for ``n_features`` features."""

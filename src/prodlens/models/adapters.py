@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prodlens._validation import check_int
 from prodlens.data.types import OcrToken
 from prodlens.errors import BadInputError
 from prodlens.models.base import Classifier
@@ -56,8 +57,7 @@ class _Base:
     def __init__(self, classes: Sequence[str], outputs: str, batch_size: int) -> None:
         if outputs not in OUTPUTS:
             raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int("batch_size", batch_size, 1)
         self.classes = list(classes)
         self.outputs = outputs
         self.batch_size = batch_size
@@ -121,8 +121,8 @@ class TorchClassifier(_ImageTextInputs):
     (or ``"auto"``: on the CPU when installed) runs an image-only module on ONNX
     Runtime instead, exported once and checked against PyTorch
     (:mod:`prodlens.models.runtime`): same outputs, about half the CPU time.
-    ``None`` (default) starts on PyTorch and lets the explainer's ``runtime="auto"``
-    switch it; ``"torch"`` pins PyTorch.
+    ``None`` (default) or ``"torch"`` runs PyTorch. The runtime is chosen here (or with
+    :meth:`use_runtime`), never by an explainer.
 
     >>> net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
     >>> clf = TorchClassifier(net, ["a", "b"], preprocess=PreprocessConfig(8), outputs="logits")
@@ -137,8 +137,6 @@ class TorchClassifier(_ImageTextInputs):
         self.device = torch.device(device)
         self.module = module.eval().to(self.device)
         self.runner: Any = None
-        #: The runtime last asked for (``None``: left to the explainer's ``runtime="auto"``).
-        self.runtime_choice: str | None = None
         if runtime is not None:
             self.use_runtime(runtime)
 
@@ -151,7 +149,6 @@ class TorchClassifier(_ImageTextInputs):
         from prodlens.models.runtime import image_runner_for, resolve_runtime
 
         chosen = resolve_runtime(runtime, self.device)
-        self.runtime_choice = runtime
         self.runner = None
         if chosen == "onnxruntime" and self.text_backbone is not None:
             if runtime == "onnxruntime":
@@ -160,6 +157,11 @@ class TorchClassifier(_ImageTextInputs):
             return self
         self.runner = image_runner_for(self.module, self.preprocess.input_size, runtime, self.device)
         return self
+
+    @property
+    def input_size(self) -> int:
+        """The side photos are resized to (``preprocess.input_size``)."""
+        return self.preprocess.input_size
 
     @property
     def runtime(self) -> str:

@@ -89,8 +89,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_classifier(path: str | Path, *, device: str | torch.device = "cpu", batch_size: int = 8) -> ProductClassifier:
+def load_classifier(path: str | Path, *, device: str | torch.device = "cpu", batch_size: int = 8,
+                    runtime: str | None = None) -> ProductClassifier:
     """Rebuild a trained :class:`ProductClassifier` from a checkpoint written by :func:`save_checkpoint`.
+
+    ``runtime`` chooses what runs the image backbone
+    (:meth:`~prodlens.models.classifier.ProductClassifier.use_runtime`: ``"auto"``,
+    ``"torch"``, ``"onnxruntime"``); ``None`` (default) keeps PyTorch. The explainers use
+    the model as loaded.
 
     >>> clf = load_classifier("runs/grocery81/concat.pt")  # doctest: +SKIP
     >>> clf.predict_proba([load_image("milk.jpg")], [[]]).shape  # doctest: +SKIP
@@ -128,7 +134,8 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu", bat
     clf.metrics = dict(ckpt.get("metrics") or {})
     clf.train_config = dict(ckpt.get("train_config") or {})
     clf.eval()
-    return clf.to(device)
+    clf.to(device)
+    return clf if runtime is None else clf.use_runtime(runtime)
 
 
 def init_image_backbone(clf: ProductClassifier, path: str | Path) -> ProductClassifier:

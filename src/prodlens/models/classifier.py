@@ -76,8 +76,6 @@ class ProductClassifier(nn.Module):
         self.metrics: dict[str, Any] = {}
         self.train_config: dict[str, Any] = {}
         self._image_runner: Any = None
-        #: The runtime last asked for with :meth:`use_runtime` (``None``: never asked).
-        self.runtime_choice: str | None = None
         self.eval()
         self.to(device)
 
@@ -104,7 +102,6 @@ class ProductClassifier(nn.Module):
         from prodlens.models.runtime import image_runner_for, resolve_runtime
 
         resolve_runtime(runtime, self.device)  # validates, even for a text-only model
-        self.runtime_choice = runtime
         self._image_runner = None
         if self.image_backbone is not None:
             self._image_runner = image_runner_for(self.image_backbone, self.image_backbone.preprocess.input_size,
@@ -126,6 +123,11 @@ class ProductClassifier(nn.Module):
     def preprocess(self) -> PreprocessConfig | None:
         """The image preprocessing of the image backbone (``None`` for a text-only model)."""
         return self.image_backbone.preprocess if self.image_backbone is not None else None
+
+    @property
+    def input_size(self) -> int | None:
+        """The side photos are resized to (``None`` for a text-only model); see :func:`~prodlens.models.base.input_side`."""
+        return self.preprocess.input_size if self.preprocess is not None else None
 
     @property
     def image_dim(self) -> int:

@@ -61,8 +61,6 @@ class EnsembleClassifier:
         self.hflip = bool(hflip)
         self.classes = classes
         self._fused = all(has_feature_path(m) for m in members)
-        #: Set by :meth:`use_runtime`; ``None``: never asked (the explainer may switch the members).
-        self.runtime_choice: str | None = None
 
     def __repr__(self) -> str:
         tta = ", hflip" if self.hflip else ""
@@ -80,7 +78,7 @@ class EnsembleClassifier:
     # -- the fused seam (only when every member has it) ---------------------------------
     def __getattr__(self, name: str) -> Any:
         # encode_images / encode_texts / predict_from_features exist only for fused members,
-        # so that explainers that probe for them with getattr see the truth
+        # so that isinstance(ensemble, FusedClassifier) tells the truth
         if name in FUSED_METHODS and self.__dict__.get("_fused"):
             return getattr(self, f"_{name}")
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
@@ -108,7 +106,6 @@ class EnsembleClassifier:
         for m in self.members:
             if callable(getattr(m, "use_runtime", None)):
                 m.use_runtime(runtime, strict=strict)  # type: ignore[attr-defined]
-        self.runtime_choice = runtime
         return self
 
     def to(self, device: str | torch.device) -> EnsembleClassifier:
@@ -138,9 +135,10 @@ def _split(x: np.ndarray | None, dims: list[int]) -> list[np.ndarray | None]:
 
 
 def load_ensemble(paths: Sequence[str | Path], *, weights: Sequence[float] | None = None, hflip: bool = False,
-                  device: str | torch.device = "cpu", batch_size: int = 8) -> EnsembleClassifier:
+                  device: str | torch.device = "cpu", batch_size: int = 8,
+                  runtime: str | None = None) -> EnsembleClassifier:
     """An :class:`EnsembleClassifier` of the checkpoints at ``paths`` (see :func:`load_classifier`)."""
     from prodlens.models.checkpoint import load_classifier
 
-    return EnsembleClassifier([load_classifier(p, device=device, batch_size=batch_size) for p in paths], weights,
-                              hflip=hflip)
+    return EnsembleClassifier([load_classifier(p, device=device, batch_size=batch_size, runtime=runtime)
+                               for p in paths], weights, hflip=hflip)

@@ -33,13 +33,13 @@ True
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from prodlens._validation import did_you_mean
 from prodlens.errors import ConfigError
 from prodlens.models.classifier import ProductClassifier
 from prodlens.models.heads import Head
@@ -79,8 +79,7 @@ def parse_randomisation(name: str) -> Randomisation:
     m = _PATTERN.fullmatch(str(name).strip()) if isinstance(name, str) else None
     blocks = int(m.group(1)) if m and m.group(1) is not None else 0
     if m is None or (m.group(1) is not None and blocks < 1):
-        close = difflib.get_close_matches(str(name), ["head", "head+blocks1", "head+blocks2"], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(name), ["head", "head+blocks1", "head+blocks2"], n=1)
         raise ConfigError(f"randomise must be 'head' or 'head+blocks<N>' (N >= 1: re-initialise the head and the "
                           f"last N image-backbone blocks), got {name!r}{hint}")
     return Randomisation(blocks)
@@ -158,7 +157,7 @@ def randomised_copy(classifier: object, randomise: str = "head", *, seed: int = 
     out.metrics, out.train_config = {}, dict(clf.train_config)
     if image is clf.image_backbone:
         # the very same backbone: its ONNX Runtime session (if any) computes the same features
-        out._image_runner, out.runtime_choice = clf._image_runner, clf.runtime_choice
-    elif clf.runtime_choice is not None:
-        out.use_runtime(clf.runtime_choice)  # exported afresh, cached by the digest of the new weights
+        out._image_runner = clf._image_runner
+    elif clf.runtime == "onnxruntime":
+        out.use_runtime("auto")  # the source's runtime, exported afresh (cached by the digest of the new weights)
     return out

@@ -14,12 +14,12 @@ prodlens.errors.UnknownNameError: unknown model 'efficientnet_lite9'; did you me
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from prodlens._validation import did_you_mean
 from prodlens.errors import UnknownNameError
 
 KINDS = ("image", "text", "head")
@@ -88,8 +88,7 @@ def get_entry(name: str, kind: str | None = None) -> ModelEntry:
     entry = _REGISTRY.get(name)
     if entry is None or (kind is not None and entry.kind != kind):
         pool = list_models(kind)
-        close = difflib.get_close_matches(name, pool, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, pool, cutoff=0.5)
         what = f"{kind} model" if kind else "model"
         raise UnknownNameError(f"unknown {what} {name!r}{hint} (known: {', '.join(pool)})")
     return entry

@@ -7,7 +7,7 @@ separate kernels; ONNX Runtime folds them into the convolutions and fuses the re
 That takes less time per image than PyTorch's eager path on a CPU (an earlier
 measurement gave 1.8x for ``tf_efficientnet_lite0`` at 256 px; no current bench result
 backs a number, since ``bench/explain_speed.py`` now runs every arm on ONNX Runtime),
-with outputs equal to PyTorch's within float rounding (``tests/test_runtime.py`` checks
+with outputs equal to PyTorch's within float rounding (``tests/models/test_runtime.py`` checks
 1e-5 on features and logits).
 
 :func:`onnx_image_runner` exports a ``(B, 3, S, S) -> (B, D)`` module once (cached on

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
+from prodlens._validation import check_int
 from prodlens._workers import cpu_count, init_child
 from prodlens.data.images import load_image
 from prodlens.data.manifest import Dataset
@@ -192,8 +193,7 @@ def _computed_parallel(engine: OcrEngine, jobs: list[tuple[int, Path]], workers:
 
 
 def _check_args(workers: int, min_score: float) -> None:
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    check_int("workers", workers, 1)
     if not 0.0 <= float(min_score) <= 1.0:
         raise ValueError(f"min_score must be between 0 and 1 (engine confidence), got {min_score!r}")
 

@@ -38,12 +38,12 @@ is the dataset's ``language`` (``classes.json``; the bundled sample says ``"sv"`
 
 from __future__ import annotations
 
-import difflib
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from prodlens._validation import did_you_mean
 from prodlens.data.types import OcrToken
 
 if TYPE_CHECKING:
@@ -84,8 +84,7 @@ def _resolve(preset: str) -> tuple[str, ...] | None:
     scripts: list[str] = []
     for name in (p.strip().lower() for p in str(preset).split(",")):
         if name not in PRESETS:
-            close = difflib.get_close_matches(name, PRESETS, n=3)
-            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            hint = did_you_mean(name, PRESETS)
             raise ValueError(
                 f"script preset must be one of {', '.join(map(repr, PRESETS))} or a comma-separated list of them; "
                 f"got {name!r}{hint}"

@@ -9,7 +9,7 @@ Shipped presets (``prodlens run demo``) are configs like any other (:func:`prese
 See ``docs/pipeline.md`` for the config file, what resuming guarantees, and Ray.
 """
 
-from prodlens.pipeline.config import STAGES, ConfigError, PipelineConfig, load_config, presets, stage_key
+from prodlens.pipeline.config import STAGES, PipelineConfig, PipelineConfigError, load_config, presets, stage_key
 from prodlens.pipeline.executors import (
     ExplainWorker,
     Outcome,
@@ -25,7 +25,7 @@ from prodlens.pipeline.stages import item_file, pick_samples
 
 __all__ = [
     "STAGES",
-    "ConfigError",
+    "PipelineConfigError",
     "ExplainWorker",
     "Outcome",
     "PipelineConfig",

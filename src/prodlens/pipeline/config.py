@@ -5,20 +5,19 @@ empty (the bundled sample, a Feature Concatenation model, every val photo explai
 Unknown keys and wrong types fail at load time, naming the file, the key, what was
 given and what is allowed (close spellings suggested), before any work starts.
 
->>> cfg = PipelineConfig.from_dict({"name": "demo", "explain": {"samples": 100}})
->>> cfg.explain.samples, cfg.train.model, cfg.executor.kind
+>>> cfg = PipelineConfig.from_dict({"name": "demo", "explain": {"max_samples": 100}})
+>>> cfg.explain.max_samples, cfg.train.model, cfg.executor.kind
 (100, 'concat', 'local')
 >>> PipelineConfig.from_dict({"explain": {"sampels": 100}})
 Traceback (most recent call last):
 ...
-prodlens.pipeline.config.ConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'samples'? \
-Allowed: split, classes, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality
+prodlens.pipeline.config.PipelineConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'max_samples'? \
+Allowed: split, classes, limit, max_samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import tomllib
@@ -28,9 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prodlens._validation import did_you_mean
 from prodlens.data.types import SPLITS
-from prodlens.errors import ProdlensError
+from prodlens.errors import ConfigError
 from prodlens.explain.interpretable import FILLS
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from prodlens.explain.lime import MultimodalLime
 
 #: Stage names, in the order they run.
 STAGES = ("ocr", "train", "explain", "global", "deletion", "store", "match", "sanity")
@@ -44,8 +47,10 @@ EMBEDDINGS = ("auto", "model", "adapted")
 HOLDOUTS = ("crossfit", "none")
 
 
-class ConfigError(ProdlensError, ValueError):
-    """A pipeline config is missing, unreadable or has a bad setting; the message says which."""
+class PipelineConfigError(ConfigError):
+    """A pipeline config file is missing, unreadable or has a bad setting; the message names
+    the file (or ``<dict>``), the section and the setting. (A :class:`~prodlens.errors.ConfigError`:
+    an option out of range anywhere else.)"""
 
 
 def _fail(section: str, message: str) -> typing.NoReturn:
@@ -164,7 +169,8 @@ class ExplainConfig:
     split: str = "val"
     classes: list[str] = field(default_factory=list)
     limit: int = 0
-    samples: int = 300
+    #: most perturbations per photo (the explainer's ``max_samples``; early stopping may use fewer)
+    max_samples: int = 300
     early_stop: bool = True
     segments: int = 100
     fill: str = "mean"
@@ -177,25 +183,30 @@ class ExplainConfig:
 
     def __post_init__(self) -> None:
         _check("explain", self.limit >= 0, "limit", "an int >= 0 (0 explains every photo of the split)", self.limit)
-        _check("explain", self.samples >= 2, "samples", "an int >= 2 (the original plus perturbations)", self.samples)
         _check("explain", self.segments >= 2, "segments", "an int >= 2", self.segments)
         _check("explain", self.fill in FILLS, "fill", _either(FILLS), self.fill)
-        _check("explain", self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
         _check("explain", self.targets in ("auto", "all"), "targets", "'auto' or 'all'", self.targets)
         _check("explain", self.resolution in ("auto", "model", "full"), "resolution", "'auto', 'model' or 'full'", self.resolution)
+        try:  # the explainer's own checks (max_samples, batch_size, ...), worded once there
+            self.explainer(0).validate()
+        except ValueError as e:
+            _fail("explain", str(e))
 
-    def lime_params(self, seed: int) -> dict[str, Any]:
-        """Keyword arguments of :class:`~prodlens.explain.MultimodalLime`.
+    def explainer(self, seed: int) -> MultimodalLime:
+        """The configured explainer (it only stores these settings: it is what travels to
+        the workers, pickled).
 
-        >>> ExplainConfig(samples=50).lime_params(0)["n_samples"]
+        >>> ExplainConfig(max_samples=50).explainer(0).max_samples
         50
         """
-        return {
-            "n_samples": self.samples, "n_segments": self.segments, "fill": self.fill,
-            "early_stop": self.early_stop, "batch_size": self.batch_size, "seed": seed,
-            "resolution": None if self.resolution == "full" else self.resolution, "progress": False,
-            "quality": bool(self.quality),
-        }
+        from prodlens.explain.lime import MultimodalLime
+
+        return MultimodalLime(
+            max_samples=self.max_samples, n_segments=self.segments, fill=self.fill,
+            early_stop=self.early_stop, batch_size=self.batch_size, seed=seed,
+            resolution=None if self.resolution == "full" else self.resolution, progress=False,
+            quality=bool(self.quality),
+        )
 
 
 @dataclass(frozen=True)
@@ -290,17 +301,23 @@ class SanityConfig:
     """The model-randomisation test (:func:`~prodlens.explain.model_randomisation_test`)
     on ``limit`` of the explained photos (spread over classes): each explained with the
     trained model, again under another seed (the noise floor) and with each ``randomise``
-    copy (``"head"``, ``"head+blocks<N>"``), at most ``samples`` perturbations each;
+    copy (``"head"``, ``"head+blocks<N>"``), at most ``max_samples`` perturbations each
+    (the other explainer settings are ``[explain]``'s);
     stored as the run ``sanity-{name}``, which the explorer's Sanity tab shows."""
 
     enabled: bool = False
     limit: int = 3
     randomise: list[str] = field(default_factory=lambda: ["head"])
-    samples: int = 300
+    max_samples: int = 300
 
     def __post_init__(self) -> None:
         _check("sanity", self.limit >= 1, "limit", "an int >= 1", self.limit)
-        _check("sanity", self.samples >= 2, "samples", "an int >= 2", self.samples)
+        try:  # the explainer's own check, worded once there
+            from prodlens.explain.lime import MultimodalLime
+
+            MultimodalLime(max_samples=self.max_samples).validate()
+        except ValueError as e:
+            _fail("sanity", str(e))
         _check("sanity", bool(self.randomise), "randomise", "a non-empty list such as ['head']", self.randomise)
 
 
@@ -396,7 +413,7 @@ class PipelineConfig:
 
         ``base`` is the folder relative paths (``out``, ``store``, ``cache_dir``,
         ``data.dataset``, ``train.checkpoint``) are resolved against. Raises
-        :class:`ConfigError` naming ``source``.
+        :class:`PipelineConfigError` naming ``source``.
         """
         try:
             if not isinstance(raw, dict):
@@ -415,7 +432,7 @@ class PipelineConfig:
                 )
             cfg = cls(**top, **sections, source=source)
         except ValueError as e:
-            raise ConfigError(f"{source}: {e}") from None
+            raise PipelineConfigError(f"{source}: {e}") from None
         return cfg.resolved(base) if base is not None else cfg
 
     def resolved(self, base: Path) -> PipelineConfig:
@@ -443,7 +460,7 @@ class PipelineConfig:
         try:
             return dataclasses.replace(self, executor=dataclasses.replace(self.executor, **given))
         except ValueError as e:
-            raise ConfigError(f"{self.source}: {e}") from None
+            raise PipelineConfigError(f"{self.source}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (sections under their config-file names).
@@ -460,8 +477,7 @@ class PipelineConfig:
 def _unknown(section: str, body: dict, allowed: typing.Sequence[str]) -> None:
     for key in body:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), list(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), allowed, n=1)
             where = f"[{section}]" if section else "the config"
             raise ValueError(f"{where} has no setting {key!r}{hint} Allowed: {', '.join(allowed)}")
 
@@ -508,9 +524,9 @@ def load_config(path: str | Path) -> PipelineConfig:
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "run.toml"
-    >>> _ = p.write_text('name = "tiny"\\n[explain]\\nsamples = 64\\n')
+    >>> _ = p.write_text('name = "tiny"\\n[explain]\\nmax_samples = 64\\n')
     >>> cfg = load_config(p)
-    >>> cfg.name, cfg.explain.samples, cfg.out_dir == p.parent / "work/pipeline"
+    >>> cfg.name, cfg.explain.max_samples, cfg.out_dir == p.parent / "work/pipeline"
     ('tiny', 64, True)
     >>> load_config("demo").out
     'work/demo'
@@ -520,7 +536,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     if not path.is_file() and str(path) in presets():
         path, base = presets()[str(path)], Path(".")
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass a .toml or .json file (see docs/pipeline.md) "
+        raise PipelineConfigError(f"{path}: config file not found; pass a .toml or .json file (see docs/pipeline.md) "
                           f"or a preset name ({', '.join(presets())})")
     text = path.read_text(encoding="utf-8")
     try:
@@ -529,9 +545,9 @@ def load_config(path: str | Path) -> PipelineConfig:
         elif path.suffix == ".toml":
             raw = tomllib.loads(text)
         else:
-            raise ConfigError(f"{path}: unknown config format {path.suffix!r}; name it .toml or .json")
+            raise PipelineConfigError(f"{path}: unknown config format {path.suffix!r}; name it .toml or .json")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e}); fix the file") from None
+        raise PipelineConfigError(f"{path}: not valid {path.suffix[1:].upper()} ({e}); fix the file") from None
     return PipelineConfig.from_dict(raw, source=str(path), base=base if base is not None else path.resolve().parent)
 
 

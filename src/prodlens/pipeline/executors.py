@@ -22,12 +22,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prodlens._workers import cpu_count, init_child
 from prodlens.data.types import ProductSample
 from prodlens.errors import ProdlensError
 from prodlens.explain.result import SampleExplanations
+
+if TYPE_CHECKING:  # pragma: no cover
+    from prodlens.explain.lime import MultimodalLime
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +51,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs to build its explainer (small and picklable).
+    """Everything a worker needs (small and picklable): the checkpoint to load and the
+    configured explainer itself (it only stores its settings).
 
     ``threads`` = 0 leaves torch's thread count alone.
     """
 
     checkpoint: str
-    lime: dict[str, Any]
+    explainer: MultimodalLime
     targets: str = "auto"
     device: str = "cpu"
     threads: int = 0
@@ -63,7 +67,8 @@ class WorkerSpec:
 
 def load_model(checkpoint: str, device: str = "cpu") -> Any:
     """The classifier of ``checkpoint``, loaded once per process while the file is
-    unchanged (the serial executor's worker and the later stages of a run share it)."""
+    unchanged (the serial executor's worker and the later stages of a run share it), its
+    image backbone on ONNX Runtime on the CPU (``runtime="auto"``)."""
     try:
         mtime = os.stat(checkpoint).st_mtime_ns
     except OSError:
@@ -75,7 +80,7 @@ def load_model(checkpoint: str, device: str = "cpu") -> Any:
 def _load_model(checkpoint: str, device: str, _mtime: int) -> Any:
     from prodlens.models.checkpoint import load_classifier
 
-    return load_classifier(checkpoint, device=device)
+    return load_classifier(checkpoint, device=device, runtime="auto")
 
 
 class ExplainWorker:
@@ -86,8 +91,6 @@ class ExplainWorker:
     """
 
     def __init__(self, spec: WorkerSpec) -> None:
-        from prodlens.explain import MultimodalLime
-
         if spec.threads:
             import torch
 
@@ -95,7 +98,7 @@ class ExplainWorker:
         self.spec = spec
         self.classifier = load_model(spec.checkpoint, spec.device)
         self.classes = list(self.classifier.classes)
-        self.lime = MultimodalLime(**spec.lime)
+        self.lime = spec.explainer
 
     def __call__(self, sample: ProductSample) -> Outcome:
         from dataclasses import replace

@@ -280,7 +280,7 @@ def _val_metrics(prefix: str, classifier: Any, val: Dataset) -> dict[str, Any]:
 
 #: Crash-safety tests set this to N: the run kills itself (SIGKILL, no clean-up) right after the
 #: N-th explanation file is written and before it reaches the store, the worst moment, at a
-#: known point instead of a timing window (``tests/test_pipeline.py``).
+#: known point instead of a timing window (``tests/pipeline/test_pipeline.py``).
 KILL_AFTER_ENV = "PRODLENS_KILL_AFTER_EXPLANATIONS"
 
 
@@ -341,7 +341,7 @@ def stage_explain(ctx: Context) -> StageReport:
             todo.append(s)
     log.info("explain: %d photos, %d already done, %d to do", len(chosen), skipped, len(todo))
 
-    spec = WorkerSpec(str(ctx.checkpoint), e.lime_params(cfg.seed), targets=e.targets, device=e.device,
+    spec = WorkerSpec(str(ctx.checkpoint), e.explainer(cfg.seed), targets=e.targets, device=e.device,
                       threads=cfg.executor.threads, extra_config={"pipeline_key": key})
     failed: list[tuple[str, str]] = []
     done = 0
@@ -365,7 +365,7 @@ def stage_explain(ctx: Context) -> StageReport:
     finally:
         bar.close()
     return report(done=done, skipped=skipped, failed=tuple(failed),
-                  outputs={"folder": str(folder), **_explain_facts(ctx, e.samples)})
+                  outputs={"folder": str(folder), **_explain_facts(ctx, e.max_samples)})
 
 
 def _explain_facts(ctx: Context, max_masks: int) -> dict[str, Any]:
@@ -531,7 +531,7 @@ def stage_store(ctx: Context) -> StageReport:
     """Predictions, global features and deletion results into the store (idempotent upserts);
     the explanations are already there (the explain stage wrote each as it finished)."""
     from prodlens.aggregate import read_deletion_table, read_global
-    from prodlens.store import DeletionResult, GlobalFeature, Prediction, top_k
+    from prodlens.store import DeletionResult, GlobalFeatureRecord, Prediction, top_k
 
     report = _timed("store")
     assert ctx.dataset is not None
@@ -545,7 +545,7 @@ def stage_store(ctx: Context) -> StageReport:
     if ctx.global_path is not None and ctx.global_path.is_file():
         glob = read_global(ctx.global_path)
         written += store.put_global_features(run, [
-            GlobalFeature(f.class_name, f.modality, f.rank, f.importance, f.payload(), method="normlime")
+            GlobalFeatureRecord(f.class_name, f.modality, f.rank, f.importance, f.payload(), method="normlime")
             for c in glob for f in (*c.image, *c.text)
         ])
     if ctx.deletion_path is not None and ctx.deletion_path.is_file():
@@ -596,7 +596,7 @@ def stage_match(ctx: Context) -> StageReport:
 def stage_sanity(ctx: Context) -> StageReport:
     """The model-randomisation test on a few explained photos, stored as ``sanity-{name}``
     (skipped when its result file exists: the store got it first)."""
-    from prodlens.explain import MultimodalLime, model_randomisation_test
+    from prodlens.explain import model_randomisation_test
     from prodlens.store import save_sanity_report
 
     sc, cfg = ctx.config.sanity, ctx.config
@@ -611,8 +611,7 @@ def stage_sanity(ctx: Context) -> StageReport:
     if not chosen:
         raise BadInputError(ctx.out / "explanations", "no explained photo to check", "see the explain stage's failures")
     e = ctx.config.explain
-    lime = MultimodalLime(n_samples=sc.samples, n_segments=e.segments, batch_size=e.batch_size, fill=e.fill,
-                          quality=False, progress=False)
+    lime = e.explainer(cfg.seed).with_params(max_samples=sc.max_samples, quality=False)
     clf = ctx.classifier()
     result = model_randomisation_test(clf, chosen, explainer=lime, randomise=list(sc.randomise), seed=cfg.seed,
                                       progress=ctx.progress)

@@ -25,7 +25,7 @@ from prodlens.store.migrations import LATEST as SCHEMA_VERSION
 from prodlens.store.records import (
     DeletionResult,
     ExplanationSummary,
-    GlobalFeature,
+    GlobalFeatureRecord,
     MatchQuery,
     MatchResult,
     Prediction,
@@ -45,7 +45,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "DeletionResult",
     "ExplanationSummary",
-    "GlobalFeature",
+    "GlobalFeatureRecord",
     "MatchQuery",
     "MatchResult",
     "Prediction",

@@ -22,7 +22,8 @@ import numpy as np
 from prodlens._atomic import atomic_write
 from prodlens.explain.explanation import Explanation
 from prodlens.store import codec
-from prodlens.store.core import RunRef, Store
+from prodlens.store.core import Store
+from prodlens.store.database import RunRef
 
 log = logging.getLogger(__name__)
 

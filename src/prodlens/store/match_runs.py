@@ -35,7 +35,8 @@ from prodlens.match.explanation import MatchExplanation
 from prodlens.match.pipeline import catalogue_samples
 from prodlens.match.retrieval import RetrievalResult
 from prodlens.store import codec
-from prodlens.store.core import RunRef, Store
+from prodlens.store.core import Store
+from prodlens.store.database import RunRef
 from prodlens.store.exceptions import RunNotFoundError, SampleNotFoundError
 from prodlens.store.records import MatchQuery, MatchResult, Run
 

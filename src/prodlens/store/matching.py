@@ -1,8 +1,9 @@
-"""Matching results in the store: per-query retrieval results and match explanations.
+"""Matching results in the store: per-query retrieval results, match explanations and
+generic matching results.
 
-:class:`MatchingTables` holds the SQL of the ``match_queries`` and
-``match_explanations`` tables; :class:`~prodlens.store.core.Store` inherits it, so
-these are ordinary store methods. Writes are idempotent like every other store write:
+:class:`MatchingTables` holds the SQL of the ``match_queries``, ``match_explanations``
+and ``match_results`` tables; :class:`~prodlens.store.core.Store` holds one and
+forwards to it, so these are ordinary store methods. Writes are idempotent like every other store write:
 
 * a retrieval query is keyed by (run, query sample, settings); settings are the
   :class:`~prodlens.store.records.MatchQuery` ``config`` (embedding, kind, gallery, ...);
@@ -29,23 +30,20 @@ compressed); everything else round-trips exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, select
+from sqlalchemy import Row, select
 
 from prodlens.match.attributes import WordAttribution
 from prodlens.match.deletion import DeletionCurve
 from prodlens.match.explanation import MatchExplanation
 from prodlens.match.words import WordMatch
 from prodlens.store import codec, schema
-from prodlens.store._util import chunks, now
-from prodlens.store.records import MatchQuery
-
-if TYPE_CHECKING:  # pragma: no cover
-    from prodlens.store.core import RunRef
-
-OnConflict = Literal["replace", "ignore"]
+from prodlens.store._util import now
+from prodlens.store.backends import OnConflict
+from prodlens.store.database import Database, RunRef, where_equal
+from prodlens.store.records import MatchQuery, MatchResult
 
 _QUERY_KEY = ("run_id", "query_id", "config_key")
 _EXPLANATION_KEY = ("run_id", "query_id", "match_id", "config_key")
@@ -90,11 +88,6 @@ def _map_loads(blob: bytes | None) -> Any:
     return None if blob is None else codec.decode_map(blob)
 
 
-def _where(table: Table, **values: Any) -> list[Any]:
-    """``column == value`` conditions for the values that are not ``None``."""
-    return [table.c[k] == v for k, v in values.items() if v is not None]
-
-
 def explanation_config_key(e: MatchExplanation) -> str:
     """The settings part of a match explanation's key.
 
@@ -107,16 +100,10 @@ def explanation_config_key(e: MatchExplanation) -> str:
 
 
 class MatchingTables:
-    """Store methods for product-matching results (mixed into :class:`~prodlens.store.Store`)."""
+    """Store methods for product-matching results (held by :class:`~prodlens.store.Store`)."""
 
-    _engine: Engine
-    where: str
-
-    if TYPE_CHECKING:  # provided by Store
-        def run_id(self, run: RunRef) -> int: ...
-        def _upsert(self, conn: Connection, table: Table, rows: list[dict], keys: Sequence[str],
-                    on_conflict: OnConflict) -> None: ...
-        def _check_samples(self, conn: Connection, ids: Iterable[str]) -> None: ...
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # ------------------------------------------------------------------ retrieval
     def put_match_queries(self, run: RunRef, queries: Iterable[MatchQuery], *, on_conflict: OnConflict = "replace") -> int:
@@ -126,12 +113,12 @@ class MatchingTables:
         with ``add_samples``); their labels give ``gallery_labels``, ``correct`` and
         ``hit_rank``.
         """
-        rid = self.run_id(run)
+        rid = self.db.run_id(run)
         qs = list(queries)
-        with self._engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             ids = {q.query_id for q in qs} | {g for q in qs for g in q.gallery_ids}
-            self._check_samples(conn, ids)
-            labels = self._labels(conn, ids)
+            self.db.check_samples(conn, ids)
+            labels = self.db.labels(conn, ids)
             rows = []
             for q in qs:
                 full = MatchQuery(q.query_id, tuple(q.gallery_ids), tuple(float(s) for s in q.scores),
@@ -144,16 +131,8 @@ class MatchingTables:
                     "correct": full.correct, "hit_rank": full.hit_rank,
                     "config": codec.dumps(q.config), "created_at": now(),
                 })
-            self._upsert(conn, schema.match_queries, rows, _QUERY_KEY, on_conflict)
+            self.db.upsert(conn, schema.match_queries, rows, _QUERY_KEY, on_conflict)
         return len(rows)
-
-    @staticmethod
-    def _labels(conn: Connection, ids: Iterable[str]) -> dict[str, str | None]:
-        s = schema.samples
-        out: dict[str, str | None] = {}
-        for chunk in chunks(sorted(set(ids))):
-            out.update((sid, lab) for sid, lab in conn.execute(select(s.c.id, s.c.label).where(s.c.id.in_(chunk))))
-        return out
 
     def get_match_queries(
         self, run: RunRef, *, label: str | None = None, query_id: str | None = None, latest_only: bool = True
@@ -163,9 +142,9 @@ class MatchingTables:
         written row of each query is returned when several settings were stored.
         """
         t, s = schema.match_queries, schema.samples
-        where = _where(t, run_id=self.run_id(run), query_id=query_id) + _where(s, label=label)
+        where = where_equal(t, run_id=self.db.run_id(run), query_id=query_id) + where_equal(s, label=label)
         q = select(t, s.c.label).join(s, s.c.id == t.c.query_id).where(*where).order_by(t.c.query_id, t.c.id)
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             rows = conn.execute(q).all()
         if latest_only:
             rows = list({r.query_id: r for r in rows}.values())
@@ -198,11 +177,11 @@ class MatchingTables:
 
         Both products of each pair must be samples of the store.
         """
-        rid = self.run_id(run)
+        rid = self.db.run_id(run)
         rows = [self._match_explanation_row(rid, e) for e in explanations]
-        with self._engine.begin() as conn:
-            self._check_samples(conn, {r["query_id"] for r in rows} | {r["match_id"] for r in rows})
-            self._upsert(conn, schema.match_explanations, rows, _EXPLANATION_KEY, on_conflict)
+        with self.db.engine.begin() as conn:
+            self.db.check_samples(conn, {r["query_id"] for r in rows} | {r["match_id"] for r in rows})
+            self.db.upsert(conn, schema.match_explanations, rows, _EXPLANATION_KEY, on_conflict)
         return len(rows)
 
     @staticmethod
@@ -222,8 +201,8 @@ class MatchingTables:
         """Match explanations of ``run`` ordered by query and match id; with
         ``latest_only`` (default) the most recently written one per pair."""
         t = schema.match_explanations
-        where = _where(t, run_id=self.run_id(run), query_id=query_id, match_id=match_id)
-        with self._engine.connect() as conn:
+        where = where_equal(t, run_id=self.db.run_id(run), query_id=query_id, match_id=match_id)
+        with self.db.engine.connect() as conn:
             rows = conn.execute(select(t).where(*where).order_by(t.c.query_id, t.c.match_id, t.c.id)).all()
         if latest_only:
             rows = list({(r.query_id, r.match_id): r for r in rows}.values())
@@ -236,9 +215,25 @@ class MatchingTables:
 
     def match_explanation_pairs(self, run: RunRef) -> list[tuple[str, str]]:
         """The (query, match) pairs explained in ``run``, without reading their maps (fast)."""
-        rid = self.run_id(run)
+        rid = self.db.run_id(run)
         t = schema.match_explanations
-        with self._engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             rows = conn.execute(select(t.c.query_id, t.c.match_id).distinct().where(t.c.run_id == rid)
                                 .order_by(t.c.query_id, t.c.match_id)).all()
         return [(q, m) for q, m in rows]
+
+    # ------------------------------------------------------------------ generic results
+    def put_match_results(self, run: RunRef, results: Iterable[MatchResult], *, on_conflict: OnConflict = "replace") -> int:
+        """Store generic matching results (keyed by run, kind and key)."""
+        rid = self.db.run_id(run)
+        rows = [{"run_id": rid, "kind": m.kind, "key": m.key, "payload": codec.dumps(m.payload)} for m in results]
+        with self.db.engine.begin() as conn:
+            self.db.upsert(conn, schema.match_results, rows, ["run_id", "kind", "key"], on_conflict)
+        return len(rows)
+
+    def get_match_results(self, run: RunRef, *, kind: str | None = None) -> list[MatchResult]:
+        t = schema.match_results
+        where = where_equal(t, run_id=self.db.run_id(run), kind=kind)
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(select(t).where(*where).order_by(t.c.kind, t.c.key)).all()
+        return [MatchResult(r.kind, r.key, codec.loads(r.payload, {})) for r in rows]

@@ -6,7 +6,7 @@ recorded version is above :data:`LATEST` was written by a newer prodlens and is
 refused with :class:`~prodlens.store.exceptions.SchemaVersionError`.
 
 To change the schema: append a migration (never edit an applied one) and change
-:mod:`prodlens.store.schema` to match; ``tests/test_store_schema.py`` compares the two.
+:mod:`prodlens.store.schema` to match; ``tests/store/test_schema.py`` compares the two.
 Migration 1 therefore keeps its own frozen copy of the first tables.
 
 >>> from sqlalchemy import create_engine
@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 
 from prodlens.store import schema
+from prodlens.store.backends import backend_for
 from prodlens.store.exceptions import SchemaVersionError
 
 log = logging.getLogger(__name__)
@@ -262,8 +263,7 @@ def migrate(engine: Engine, migrations: Sequence[Migration] = MIGRATIONS) -> lis
     """
     latest = migrations[-1].version
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # serialise concurrent first opens
-            conn.execute(text("SELECT pg_advisory_xact_lock(724302611)"))
+        backend_for(conn.dialect.name).lock_migrations(conn)  # serialise concurrent first opens
         schema.schema_migrations.create(conn, checkfirst=True)
         done = set(applied_versions(conn))
         if done and max(done) > latest:

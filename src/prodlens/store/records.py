@@ -62,8 +62,9 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class GlobalFeature:
-    """One entry of a class's global explanation.
+class GlobalFeatureRecord:
+    """One entry of a class's global explanation as the store keeps it (the stored form of an
+    :class:`prodlens.aggregate.GlobalFeature`: its ``payload()`` gives the keys below).
 
     ``modality`` is ``"image"`` (a cluster of superpixels) or ``"text"`` (a group of
     OCR words). ``method`` tells rankings apart (``"cluster"``, ``"normlime"``, ...).
@@ -74,7 +75,7 @@ class GlobalFeature:
     * text: ``text`` (most common spelling); ``variants`` ``{spelling: count}``;
       ``count``; ``sample_ids``.
 
-    >>> GlobalFeature("Oatly-Oat-Milk", "text", 0, 0.42, {"text": "OATLY", "count": 12}).payload["text"]
+    >>> GlobalFeatureRecord("Oatly-Oat-Milk", "text", 0, 0.42, {"text": "OATLY", "count": 12}).payload["text"]
     'OATLY'
     """
 

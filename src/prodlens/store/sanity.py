@@ -35,7 +35,9 @@ from sqlalchemy import delete, select
 from prodlens.data.types import ProductSample
 from prodlens.explain.sanity import SanityReport, SanityResult
 from prodlens.store import codec, schema
-from prodlens.store.core import OnConflict, RunRef, Store
+from prodlens.store.backends import OnConflict
+from prodlens.store.core import Store
+from prodlens.store.database import RunRef
 from prodlens.store.exceptions import RunExistsError
 from prodlens.store.records import Run
 
@@ -71,10 +73,10 @@ def put_sanity_results(store: Store, run: RunRef, results: Iterable[SanityResult
     rows = [_row(rid, r) for r in results]
     t = schema.sanity_results
     with store.engine.begin() as conn:
-        store._check_samples(conn, (r["sample_id"] for r in rows))
+        store.db.check_samples(conn, (r["sample_id"] for r in rows))
         if replace_run:
             conn.execute(delete(t).where(t.c.run_id == rid))
-        store._upsert(conn, t, rows, _KEY, on_conflict)
+        store.db.upsert(conn, t, rows, _KEY, on_conflict)
     return len(rows)
 
 

@@ -1,7 +1,7 @@
 """The current tables, as SQLAlchemy Core objects (what queries are written against).
 
 Tables are created and changed only by the migrations in :mod:`prodlens.store.migrations`;
-``tests/test_store_schema.py`` checks that applying every migration gives exactly
+``tests/store/test_schema.py`` checks that applying every migration gives exactly
 these columns. JSON is kept in TEXT columns (canonical, see :mod:`~prodlens.store.codec`)
 and arrays in BLOB/``bytea`` columns, so SQLite and PostgreSQL store the same bytes.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from prodlens._validation import check_int
 from prodlens.errors import ConfigError
 from prodlens.train.augment import AugmentConfig
 
@@ -59,14 +60,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.views < 1:
-            raise ConfigError(f"views must be >= 1 (view 0 is the plain image), got {self.views}")
+        check_int("views", self.views, 1, why="view 0 is the plain image", error=ConfigError)
         if self.holdout not in ("tail", "random", "none"):
             raise ConfigError(f"holdout must be 'tail', 'random' or 'none', got {self.holdout!r}")
         if self.holdout == "none" and self.mode != "fast":
             raise ConfigError("holdout='none' applies to mode='fast' (mode='finetune' needs a validation set)")
-        if self.train_blocks < 0:
-            raise ConfigError(f"train_blocks must be >= 0, got {self.train_blocks}")
+        check_int("train_blocks", self.train_blocks, 0, error=ConfigError)
         if self.train_blocks and self.mode != "fast":
             raise ConfigError("train_blocks applies to mode='fast' (mode='finetune' trains the whole backbone)")
         if self.schedule not in ("constant", "cosine"):

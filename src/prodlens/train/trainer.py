@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from prodlens._validation import check_int
 from prodlens.data.images import load_image
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import ProductSample
@@ -63,10 +64,8 @@ def grouped_folds(ds: Dataset, k: int, group_size: int = 10, seed: int = 0) -> l
     >>> grouped_folds(ds, 3, group_size=2)
     [2, 2, 0, 0, 1, 1, 1, 1, 2, 2, 0, 0]
     """
-    if not isinstance(k, int) or k < 2:
-        raise ValueError(f"k must be an int >= 2 (the number of folds), got {k!r}")
-    if not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be an int >= 1 (consecutive photos kept together), got {group_size!r}")
+    check_int("k", k, 2, why="the number of folds")
+    check_int("group_size", group_size, 1, why="consecutive photos kept together")
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[int]] = {}
     for i, s in enumerate(ds.samples):

@@ -21,7 +21,7 @@ import pytest
 
 from prodlens.data.manifest import Dataset, write_dataset
 from prodlens.data.types import OcrToken
-from prodlens.pipeline import ConfigError, PipelineConfig, item_file, load_config, run_pipeline
+from prodlens.pipeline import PipelineConfigError, PipelineConfig, item_file, load_config, run_pipeline
 from prodlens.pipeline.stages import KILL_AFTER_ENV
 from prodlens.store import Store
 
@@ -33,11 +33,12 @@ N_TEST = 2 * len(CLASSES)  # good test photos; the corrupt one fails
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
-        ({"explain": {"sampels": 10}}, r"\[explain\] has no setting 'sampels'; did you mean 'samples'\?"),
+        ({"explain": {"sampels": 10}}, r"\[explain\] has no setting 'sampels'; did you mean 'max_samples'\?"),
         ({"trian": {}}, r"the config has no setting 'trian'; did you mean 'train'\?"),
-        ({"explain": {"samples": "many"}}, r"\[explain\] samples must be an int; got 'many' \(str\)"),
+        ({"explain": {"max_samples": "many"}}, r"\[explain\] max_samples must be an int; got 'many' \(str\)"),
         ({"train": {"lr": "fast"}}, r"\[train\] lr must be a float or left out; got 'fast'"),
-        ({"explain": {"samples": 1}}, r"\[explain\] samples must be an int >= 2 .*; got 1"),
+        ({"explain": {"max_samples": 1}}, r"\[explain\] max_samples must be an int >= 2 .*, got 1"),
+        ({"explain": {"samples": 300}}, r"\[explain\] has no setting 'samples'; did you mean 'max_samples'\?"),
         ({"executor": {"kind": "spark"}}, r"\[executor\] kind must be 'local' or 'ray'; got 'spark'"),
         ({"executor": {"ray_address": "auto"}}, r"ray_address must be empty unless kind = 'ray'"),
         ({"global": {"modalities": ["audio"]}}, r"\[global\] modalities must be a non-empty list"),
@@ -47,7 +48,7 @@ N_TEST = 2 * len(CLASSES)  # good test photos; the corrupt one fails
     ],
 )
 def test_config_errors_name_the_setting(raw, match):
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(PipelineConfigError, match=match):
         PipelineConfig.from_dict(raw, source="run.toml")
 
 
@@ -59,16 +60,16 @@ def test_load_config_toml_json_and_relative_paths(tmp_path):
     assert a.executor.workers == 2 and a.executor.num_gpus == 1.0
     assert b.store_target == "postgresql://u@h/db" and b.cache_path == tmp_path / "work/pipeline/cache"
     (tmp_path / "bad.toml").write_text("name = ")
-    with pytest.raises(ConfigError, match=r"bad.toml: not valid TOML"):
+    with pytest.raises(PipelineConfigError, match=r"bad.toml: not valid TOML"):
         load_config(tmp_path / "bad.toml")
-    with pytest.raises(ConfigError, match=r"missing.toml: config file not found"):
+    with pytest.raises(PipelineConfigError, match=r"missing.toml: config file not found"):
         load_config(tmp_path / "missing.toml")
-    with pytest.raises(ConfigError, match=r"workers must be an int >= 1; got 0"):
+    with pytest.raises(PipelineConfigError, match=r"workers must be an int >= 1; got 0"):
         a.with_overrides(workers=0)
 
 
 def test_example_config_documents_the_defaults():
-    example = load_config(Path(__file__).parents[1] / "docs" / "pipeline.example.toml").to_dict()
+    example = load_config(Path(__file__).parents[2] / "docs" / "pipeline.example.toml").to_dict()
     defaults = PipelineConfig().to_dict()
     assert {k for k in defaults if defaults[k] != example[k]} == {"name", "out"}
 
@@ -78,7 +79,7 @@ def test_cli_bad_config_exits_2_naming_the_setting(tmp_path, capsys):
 
     (tmp_path / "run.toml").write_text("[explain]\nsampels = 3\n")
     assert main(["run", str(tmp_path / "run.toml")]) == 2
-    assert "run.toml: [explain] has no setting 'sampels'; did you mean 'samples'?" in capsys.readouterr().err
+    assert "run.toml: [explain] has no setting 'sampels'; did you mean 'max_samples'?" in capsys.readouterr().err
     (tmp_path / "ok.toml").write_text("")
     assert main(["run", str(tmp_path / "ok.toml"), "--executor", "local", "--ray-address", "auto"]) == 2
     assert "ray_address must be empty unless kind = 'ray'" in capsys.readouterr().err
@@ -113,7 +114,7 @@ def _config(root: Path, name: str, checkpoint: str = "", limit: int = 0, **execu
         "name": "tiny", "out": name, "cache_dir": "cache",
         "data": {"dataset": "data"}, "ocr": {"engine": "none"},
         "train": {"backbone": {"input_size": 64}, "text_backbone": "char_ngrams", "views": 1, "epochs": 15, "checkpoint": checkpoint},
-        "explain": {"split": "test", "samples": 48, "segments": 16, "limit": limit},
+        "explain": {"split": "test", "max_samples": 48, "segments": 16, "limit": limit},
         "global": {"min_support": 1}, "deletion": {"modalities": ["text"]},
         "executor": {"threads": 1, **executor},
     }, base=root)
@@ -259,7 +260,7 @@ def test_two_stage_run_embeds_with_the_adapted_model_and_matches(job, caplog):
     raw["explain"].update(classes=["Oatly-Oat-Milk", "Arla-Standard-Milk"])
     raw["deletion"].update(modalities=["image", "text"], radius_scale=1.5)
     raw["match"].update(enabled=True, queries="test", gallery="train")
-    raw["sanity"].update(enabled=True, limit=1, samples=24)
+    raw["sanity"].update(enabled=True, limit=1, max_samples=24)
     cfg = PipelineConfig.from_dict(raw)
     with caplog.at_level("WARNING", logger="prodlens.aggregate.embedders"):
         summary = run_pipeline(cfg, progress=False)
@@ -307,7 +308,7 @@ def test_demo_is_a_preset_of_the_pipeline():
     assert cfg.train.adapt_blocks == 1 and cfg.global_.embedding == "auto" and cfg.match.enabled
     assert len(cfg.explain.classes) == 3 and cfg.deletion.holdout == "crossfit"
     assert demo_config("x", workers=2).ocr.workers == 2
-    with pytest.raises(ConfigError, match="or a preset name"):
+    with pytest.raises(PipelineConfigError, match="or a preset name"):
         load_config("no-such-preset")
 
 
@@ -319,5 +320,17 @@ def test_demo_is_a_preset_of_the_pipeline():
     ("global", {"embedding": ""}, "embedding must be 'auto', 'model', 'adapted' or a checkpoint path"),
 ])
 def test_new_settings_are_checked(section, setting, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(PipelineConfigError, match=message):
         PipelineConfig.from_dict({section: setting})
+
+
+def test_the_configured_explainer_travels_pickled_with_one_name_per_meaning():
+    import pickle
+
+    e = PipelineConfig.from_dict({"explain": {"max_samples": 64, "segments": 12}}).explain
+    lime = pickle.loads(pickle.dumps(e.explainer(3)))  # what a process or Ray worker receives
+    assert lime.get_params() == e.explainer(3).get_params()
+    assert (lime.max_samples, lime.n_segments, lime.seed) == (64, 12, 3)
+    assert repr(lime).startswith("MultimodalLime(max_samples=64, n_segments=12")
+    with pytest.raises(TypeError, match="no setting 'n_segmnts'; did you mean 'n_segments'"):
+        lime.with_params(n_segmnts=10)

@@ -60,8 +60,8 @@ def toy_classifier() -> ProductClassifier:
 
 
 def grid_lime(**kw) -> MultimodalLime:
-    return MultimodalLime(n_samples=400, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID}, fill="black",
-                          early_stop=False, runtime="torch", quality=False, **kw)
+    return MultimodalLime(max_samples=400, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID}, fill="black",
+                          early_stop=False, quality=False, **kw)
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_verdicts_compare_with_the_threshold_and_the_noise_floor():
     # a noisy explainer: the randomised copy is "different", but no more than two seeds of the trained model
     rep = SanityReport.from_results([_result("control (seed 1)", w, w[[0, 2, 3, 4, 1]]),  # Spearman |w| 0.4
                                      _result("head", w, w[[0, 2, 4, 3, 1]])])  # 0.3: < 0.5, but not 0.2 below 0.4
-    assert rep.verdicts == {"head": "fail"} and "raise n_samples" in rep.summary("head").reason
+    assert rep.verdicts == {"head": "fail"} and "raise max_samples" in rep.summary("head").reason
     rows = rep.summary_rows()
     assert [r[0] for r in rows] == ["head", "control (seed 1)"] and rows[-1][-1] == "control"
 
@@ -272,7 +272,7 @@ def trained(sample_ds, tmp_path_factory):
 def test_cli_on_a_small_trained_model(trained, tmp_path, capsys):
     ckpt, data = trained
     db, out = tmp_path / "results.sqlite", tmp_path / "sanity.json"
-    rc = main(["sanity", str(ckpt), str(data), "--limit", "3", "--samples", "24", "--segments", "12",
+    rc = main(["sanity", str(ckpt), str(data), "--limit", "3", "--max-samples", "24", "--segments", "12",
                "--randomise", "head", "--randomise", "head+blocks1", "--runtime", "torch",
                "--db", str(db), "--run", "s", "--json", str(out)])
     text = capsys.readouterr().out

@@ -49,7 +49,7 @@ def test_weights_agree_with_lime_image_explainer(fill, hide_color):
     segments = GridSegmenter(6, 6)(img)  # 36 superpixels labelled 0..35 (lime indexes columns by label)
     clf = BlockModel(img)
 
-    ours = MultimodalLime(n_samples=1500, segmenter="grid", segmenter_params={"rows": 6, "cols": 6},
+    ours = MultimodalLime(max_samples=1500, segmenter="grid", segmenter_params={"rows": 6, "cols": 6},
                           fill=fill, early_stop=False, seed=0, progress=False)
     res = ours.explain(clf, image=img, tokens=())
     assert res.predicted == 0

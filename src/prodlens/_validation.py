@@ -1,10 +1,36 @@
-"""Parameter checks whose messages name the parameter, the allowed values and what was given."""
+"""Argument checks and "did you mean" hints: the one place their wording lives.
+
+Every module that checks an argument calls these, so that a message always names the
+parameter, the rule and what was given (and, where it helps, what to do), in the same
+words everywhere. This is the lowest room of prodlens (it imports nothing of it), so any
+room may use it.
+
+>>> check_choice("fill", "mean", ("mean", "black", "blur"))
+'mean'
+>>> did_you_mean("sampels", ["samples", "seed"])
+"; did you mean 'samples'?"
+"""
 
 from __future__ import annotations
 
+import difflib
 import numbers
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, n: int = 3, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'a', 'b'?"`` for the (at most ``n``) choices close to ``word``, else ``""``:
+    the tail of an "unknown name" message.
+
+    >>> did_you_mean("Arla-Standrd-Milk", ["Arla-Standard-Milk", "Oatly-Oat-Milk"])
+    "; did you mean 'Arla-Standard-Milk'?"
+    >>> did_you_mean("zzz", ["Arla-Standard-Milk"])
+    ''
+    """
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=cutoff)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+
 
 
 def check_choice(name: str, value: Any, allowed: Collection[Any], hint: str = "") -> Any:
@@ -24,19 +50,23 @@ def check_choice(name: str, value: Any, allowed: Collection[Any], hint: str = ""
     return value
 
 
-def check_int(name: str, value: Any, minimum: int = 0, hint: str = "") -> int:
-    """Return ``value`` as ``int`` when it is an integer ``>= minimum``.
+def check_int(name: str, value: Any, minimum: int = 0, hint: str = "", *, why: str = "",
+              error: type[ValueError] = ValueError) -> int:
+    """Return ``value`` as ``int`` when it is an integer ``>= minimum`` (``bool`` is not);
+    else raise ``error`` (a ``ValueError``; :class:`~prodlens.errors.ConfigError` for an option).
+
+    ``why`` says what the number counts (in brackets after the rule); ``hint`` what to do.
 
     >>> check_int("top_k", 3, 1)
     3
-    >>> check_int("top_k", 0, 1)
+    >>> check_int("n_masks", 0, 1, why="masks, the all-on one included")
     Traceback (most recent call last):
     ...
-    ValueError: top_k must be an integer >= 1; got 0
+    ValueError: n_masks must be an int >= 1 (masks, the all-on one included), got 0
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        msg = f"{name} must be an integer >= {minimum}; got {value!r}"
-        raise ValueError(msg + (f". {hint}" if hint else ""))
+        msg = f"{name} must be an int >= {minimum}{f' ({why})' if why else ''}, got {value!r}"
+        raise error(msg + (f". {hint}" if hint else ""))
     return int(value)
 
 
@@ -65,12 +95,12 @@ def check_float(
     return float(value)
 
 
-def check_rgb(name: str, value: Any) -> tuple[int, int, int]:
+def check_colour(name: str, value: Any) -> tuple[int, int, int]:
     """Return ``value`` as an ``(R, G, B)`` tuple of ints in ``0..255``.
 
-    >>> check_rgb("fill", [124, 116, 104])
+    >>> check_colour("fill", [124, 116, 104])
     (124, 116, 104)
-    >>> check_rgb("fill", "grey")
+    >>> check_colour("fill", "grey")
     Traceback (most recent call last):
     ...
     ValueError: fill must be an (R, G, B) tuple of integers 0..255; got 'grey'

@@ -17,7 +17,7 @@ from prodlens.app.images import fit_explanation, read_photo, render_overlay, res
 from prodlens.app.views import DISPLAY_SIDE, THUMB_SIDE, Explorer
 from prodlens.store import RunNotFoundError, Store
 
-PHOTOS = Path(__file__).parent / "data" / "app"
+PHOTOS = Path(__file__).parents[1] / "data" / "app"
 WRONG = "Arla-Standard-Milk_0002"  # misclassified as Oatly-Oat-Milk in run "baseline"
 
 

@@ -43,7 +43,7 @@ def dataset(tmp_path):
 
 
 def test_cli_writes_pngs_and_json(dataset, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(explain_cmd, "_load_classifier", lambda path: WordModel())
+    monkeypatch.setattr(explain_cmd, "_load_classifier", lambda path, runtime="auto": WordModel())
     out = tmp_path / "out"
     rc = main(["explain", "model.pt", str(dataset), "--sample", "a_001", "--samples", "300",
                "--class", "juice", "--segments", "20", "--out", str(out)])
@@ -63,7 +63,7 @@ def test_cli_writes_pngs_and_json(dataset, tmp_path, monkeypatch, capsys):
 
 
 def test_cli_unknown_sample_and_class_are_friendly(dataset, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(explain_cmd, "_load_classifier", lambda path: WordModel())
+    monkeypatch.setattr(explain_cmd, "_load_classifier", lambda path, runtime="auto": WordModel())
     rc = main(["explain", "m.pt", str(dataset), "--sample", "a_01", "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "no sample 'a_01'" in capsys.readouterr().err

@@ -36,7 +36,7 @@ TOKENS = (OcrToken("MILK", (20, 10, 60, 30)), OcrToken("FAT", (100, 90, 140, 110
 
 
 def _explain(photo, **params):
-    lime = MultimodalLime(n_samples=64, n_segments=20, early_stop=False, quality=False, seed=0, progress=False, **params)
+    lime = MultimodalLime(max_samples=64, n_segments=20, early_stop=False, quality=False, seed=0, progress=False, **params)
     return lime.explain(LeftWord(), image=photo, tokens=TOKENS).predicted_explanation
 
 

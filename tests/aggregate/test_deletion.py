@@ -213,8 +213,8 @@ def test_no_matching_samples_gives_nan_row():
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"modality": "audio"}, "modality must be one of 'image', 'text'; got 'audio'"),
-     ({"modality": "text", "top_k": 0}, "top_k must be an integer >= 1; got 0"),
-     ({"modality": "text", "n_repeats": 0}, "n_repeats must be an integer >= 1; got 0"),
+     ({"modality": "text", "top_k": 0}, "top_k must be an int >= 1, got 0"),
+     ({"modality": "text", "n_repeats": 0}, "n_repeats must be an int >= 1, got 0"),
      ({"modality": "text", "reach": -1}, "reach must be a number in \\[0, inf\\]; got -1"),
      ({"modality": "text", "in_sample": "ignore"}, "in_sample must be one of 'warn', 'error', 'allow'; got 'ignore'"),
      ({"modality": "image", "fill": "white"}, "fill must be one of")],

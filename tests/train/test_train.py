@@ -242,7 +242,7 @@ def test_train_fast_mode_with_last_blocks(tiny, tmp_path):
 
 
 def test_train_blocks_validation(tiny):
-    with pytest.raises(ValueError, match="train_blocks must be >= 0"):
+    with pytest.raises(ValueError, match="train_blocks must be an int >= 0"):
         TrainConfig(train_blocks=-1)
     with pytest.raises(ValueError, match="applies to mode='fast'"):
         TrainConfig(mode="finetune", train_blocks=1)

@@ -18,7 +18,7 @@ from prodlens.explain.explanation import Explanation
 from prodlens.store import (
     SCHEMA_VERSION,
     DeletionResult,
-    GlobalFeature,
+    GlobalFeatureRecord,
     MatchResult,
     Prediction,
     RunExistsError,
@@ -102,6 +102,29 @@ def test_unsupported_url_is_named():
 
     with pytest.raises(StoreError, match="unsupported database URL 'mysql://u:\\*\\*\\*@h/db'"):
         Store.open("mysql://u:pw@h/db")
+
+
+def test_a_location_is_parsed_once_into_a_typed_value(tmp_path):
+    from prodlens.store.backends import BACKENDS, backend_for
+    from prodlens.store.location import StoreLocation
+
+    f = StoreLocation.parse(tmp_path / "a.sqlite")
+    assert (f.backend, f.file, f.memory, f.root) == ("sqlite", tmp_path / "a.sqlite", False, tmp_path)
+    assert StoreLocation.parse(f"sqlite:///{tmp_path / 'a.sqlite'}") == f
+    assert all(StoreLocation.parse(m).memory for m in (":memory:", "sqlite://", "sqlite:///:memory:"))
+    pg = StoreLocation.parse("postgres://u:pw@h/db")
+    assert (pg.backend, pg.file, pg.where) == ("postgresql", None, "postgresql+psycopg://u:***@h/db")
+    assert set(BACKENDS) == {"sqlite", "postgresql"} and backend_for(pg) is BACKENDS["postgresql"]
+    with Store.open(f) as s:  # a parsed location opens as the string does
+        assert s.location == f and s.where == str(tmp_path / "a.sqlite")
+
+
+def test_store_methods_are_its_table_modules_methods(store):
+    run = store.add_run("r", model="concat")
+    assert store.runs.get_run("r") == run and store.get_run.__doc__ == store.runs.get_run.__doc__
+    assert Store.add_run.__doc__.startswith("Record a run")
+    with pytest.raises(ValueError, match="on_conflict must be 'replace' or 'ignore', got 'keep'"):
+        store.add_samples([ProductSample("s", Path("s.jpg"), "A", "val")], on_conflict="keep")
 
 
 def test_postgres_open_without_create_refuses_empty_database(pg_url):
@@ -260,11 +283,11 @@ def test_predictions_fill_in_correct_and_filter(store):
 
 def test_global_features_replace_per_class_and_modality(store):
     run = store.add_run("r")
-    img = [GlobalFeature("A", "image", k, 1.0 / (k + 1), {
+    img = [GlobalFeatureRecord("A", "image", k, 1.0 / (k + 1), {
         "representative": {"sample_id": "s000", "superpixel": k}, "members": [{"sample_id": "s000", "superpixel": k}]})
         for k in range(3)]
-    txt = [GlobalFeature("A", "text", 0, 0.9, {"text": "OATLY", "variants": {"OATLY": 3, "0ATLY": 1}, "count": 4})]
-    other = [GlobalFeature("B", "image", 0, 0.5, {}), GlobalFeature("A", "image", 0, 0.3, {}, method="normlime")]
+    txt = [GlobalFeatureRecord("A", "text", 0, 0.9, {"text": "OATLY", "variants": {"OATLY": 3, "0ATLY": 1}, "count": 4})]
+    other = [GlobalFeatureRecord("B", "image", 0, 0.5, {}), GlobalFeatureRecord("A", "image", 0, 0.3, {}, method="normlime")]
     store.put_global_features(run, img + txt + other)
     store.put_global_features(run, img[:2])  # a re-run found fewer clusters for A/image/cluster
     got = store.get_global_features(run, class_name="A")
@@ -273,7 +296,7 @@ def test_global_features_replace_per_class_and_modality(store):
     assert got[-1].payload["variants"] == {"OATLY": 3, "0ATLY": 1}
     assert len(store.get_global_features(run, modality="image", method="cluster")) == 3
     with pytest.raises(ValueError, match="modality must be one of"):
-        GlobalFeature("A", "audio", 0, 1.0)
+        GlobalFeatureRecord("A", "audio", 0, 1.0)
 
 
 def test_deletion_and_match_results(store):
@@ -300,7 +323,7 @@ def test_export_json_and_csv(store, tmp_path):
     store.put_predictions(run, [Prediction("s000", "A", [("A", 0.8), ("B", 0.2)])])
     e = _explanation("s000", 0, "A")
     store.put_explanation(run, e)
-    store.put_global_features(run, [GlobalFeature("A", "text", 0, 0.9, {"text": "OATLY"})])
+    store.put_global_features(run, [GlobalFeatureRecord("A", "text", 0, 0.9, {"text": "OATLY"})])
     store.put_deletion_result(run, DeletionResult("concat", "image", [0, 1], [0.9, 0.5]))
     (jpath,) = export_run(store, "r", tmp_path / "out.json", "json")
     data = json.loads(jpath.read_text())

@@ -185,7 +185,7 @@ def test_sampler_validates(kw, match):
 def test_default_is_factorised_only_for_fused_models_with_words(photo):
     image, tokens = photo
     fused = LinearFused(image)
-    auto = MultimodalLime(n_samples=100, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID},
+    auto = MultimodalLime(max_samples=100, segmenter="grid", segmenter_params={"rows": GRID, "cols": GRID},
                           progress=False, quality=False)
     res = auto.explain(fused, image=image, tokens=tokens)
     assert res.predicted_explanation.config["factorised"] == {"n_image": 100, "n_text": 16}  # min(512, n_samples)

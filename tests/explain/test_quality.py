@@ -61,7 +61,7 @@ def test_early_stopping_never_stops_before_every_weight_is_identified():
 @pytest.fixture(scope="module", params=[5, 40, 120])
 def known(request):
     m = AdditiveFusedModel.random(request.param, seed=11)
-    ref = MultimodalLime(n_samples=20_000, early_stop=False, quality=False, seed=99, **GRID)
+    ref = MultimodalLime(max_samples=20_000, early_stop=False, quality=False, seed=99, **GRID)
     w = ref.explain(m, image=m.image, tokens=m.tokens, targets=[1]).for_target(1).weights
     return m, w
 
@@ -70,7 +70,7 @@ SAMPLERS = {
     "default": {},
     "orthogonal (early stop)": {"sampler": "orthogonal"},
     "paired (early stop)": {"sampler": "paired"},
-    "bernoulli 2000": {"n_samples": 2000, "early_stop": False},
+    "bernoulli 2000": {"max_samples": 2000, "early_stop": False},
     "factorised": {"sampler": "factorised"},
 }
 
@@ -97,7 +97,7 @@ def test_the_old_rank_deficient_design_fails_the_same_tolerance():
     old = FactorisedSampler(n_image=512, n_text=64, max_text=64)  # the old default: 64 text masks, never grown
     res = MultimodalLime(sampler=old, quality=False, **GRID).explain(m, image=m.image, tokens=m.tokens, targets=[1])
     e = res.for_target(1)
-    ref = MultimodalLime(n_samples=5000, early_stop=False, quality=False, seed=99, **GRID).explain(
+    ref = MultimodalLime(max_samples=5000, early_stop=False, quality=False, seed=99, **GRID).explain(
         m, image=m.image, tokens=m.tokens, targets=[1]).for_target(1)  # a smaller reference: the gap is large
     # the grid is rank-deficient, so the explainer now refuses it and falls back to joint rows ...
     assert e.config["design"]["fallback"].startswith("joint")
@@ -172,8 +172,8 @@ def test_scores_do_not_change_the_weights():
 
 def test_too_few_rows_are_flagged():
     m = AdditiveFusedModel.random(40, seed=6)
-    few = MultimodalLime(n_samples=24, early_stop=False, **GRID).explain(m.plain(), image=m.image, tokens=m.tokens)
-    many = MultimodalLime(n_samples=3000, early_stop=False, **GRID).explain(m.plain(), image=m.image, tokens=m.tokens)
+    few = MultimodalLime(max_samples=24, early_stop=False, **GRID).explain(m.plain(), image=m.image, tokens=m.tokens)
+    many = MultimodalLime(max_samples=3000, early_stop=False, **GRID).explain(m.plain(), image=m.image, tokens=m.tokens)
     qf, qm = few.explanations[0].quality, many.explanations[0].quality
     assert qf.stability < qm.stability and 0.5 <= qm.stability
     # 24 rows cannot identify 56 weights: flagged whatever the bootstrap says
@@ -183,7 +183,7 @@ def test_too_few_rows_are_flagged():
 
 def test_stability_predicts_the_overlap_of_two_seeds():
     m = AdditiveFusedModel.random(60, n_interactions=10, seed=7)
-    runs = [MultimodalLime(sampler="orthogonal", early_stop=False, n_samples=600, seed=s, **GRID).explain(
+    runs = [MultimodalLime(sampler="orthogonal", early_stop=False, max_samples=600, seed=s, **GRID).explain(
         m.plain(), image=m.image, tokens=m.tokens, targets=[1]).for_target(1) for s in range(6)]
     tops = [set(e.top_features(10)) for e in runs]
     actual = np.mean([len(tops[i] & tops[j]) / 10 for i in range(6) for j in range(i + 1, 6)])
@@ -242,5 +242,5 @@ class NanModel:
 def test_a_model_returning_nan_gets_a_clear_error():
     img = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(ModelOutputError, match="NaN or infinite probabilities for .* an empty word list"):
-        MultimodalLime(n_samples=64, early_stop=False, **GRID).explain(
+        MultimodalLime(max_samples=64, early_stop=False, **GRID).explain(
             NanModel(), image=img, tokens=(OcrToken("A", (0, 0, 2, 2)),))

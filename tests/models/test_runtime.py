@@ -88,7 +88,7 @@ def test_product_classifier_runtime_same_features():
     clf = _tiny_classifier()
     imgs = [np.random.default_rng(i).integers(0, 255, (40, 30, 3), dtype=np.uint8) for i in range(3)]
     want = clf.encode_images(imgs)
-    assert clf.runtime == "torch" and clf.runtime_choice is None
+    assert clf.runtime == "torch"
     assert clf.use_runtime("onnxruntime").runtime == "onnxruntime"
     np.testing.assert_allclose(clf.encode_images(imgs), want, atol=1e-4)
     assert clf.use_runtime("torch").runtime == "torch"
@@ -109,21 +109,25 @@ def test_auto_falls_back_to_torch_with_a_warning(monkeypatch, caplog):
         clf.use_runtime("onnxruntime")
 
 
-def test_explainer_switches_unchosen_classifiers_only():
+def test_the_runtime_is_chosen_at_load_and_the_explainer_only_reads_it(tmp_path):
+    from prodlens.models import load_classifier, save_checkpoint
+
     img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    kw = dict(n_samples=40, segmenter="grid", segmenter_params={"rows": 3, "cols": 3}, early_stop=False, seed=3, progress=False)
-    pinned = _tiny_classifier().use_runtime("torch")
-    ref = MultimodalLime(**kw).explain(pinned, image=img, tokens=())
-    assert pinned.runtime == "torch"
-    fresh = _tiny_classifier()
-    fast = MultimodalLime(**kw).explain(fresh, image=img, tokens=())
-    assert fresh.runtime == "onnxruntime" and fresh.runtime_choice == "auto"
+    kw = dict(max_samples=40, segmenter="grid", segmenter_params={"rows": 3, "cols": 3}, early_stop=False, seed=3, progress=False)
+    torch_clf = _tiny_classifier()
+    ref = MultimodalLime(**kw).explain(torch_clf, image=img, tokens=())
+    assert torch_clf.runtime == "torch"  # never switched by the explainer
+    onnx_clf = _tiny_classifier().use_runtime("onnxruntime")
+    fast = MultimodalLime(**kw).explain(onnx_clf, image=img, tokens=())
+    assert onnx_clf.runtime == "onnxruntime"
     np.testing.assert_allclose(fast.explanations[0].weights, ref.explanations[0].weights, atol=1e-4)
-    untouched = _tiny_classifier()
-    MultimodalLime(runtime="torch", **kw).explain(untouched, image=img, tokens=())
-    assert untouched.runtime_choice is None and untouched.runtime == "torch"
+    path = save_checkpoint(torch_clf, tmp_path / "tiny.pt")
+    assert load_classifier(path).runtime == "torch"
+    assert load_classifier(path, runtime="onnxruntime").runtime == "onnxruntime"
     with pytest.raises(ValueError, match="runtime must be"):
-        MultimodalLime(runtime="gpu", **kw).explain(untouched, image=img, tokens=())
+        load_classifier(path, runtime="gpu")
+    with pytest.raises(TypeError):
+        MultimodalLime(runtime="torch")
 
 
 def test_torch_classifier_runtime():
@@ -133,4 +137,4 @@ def test_torch_classifier_runtime():
     toks = [[OcrToken("MILK", (0, 0, 4, 4))]] * 3
     assert clf.runtime == "onnxruntime" and ref.runtime == "torch"
     np.testing.assert_allclose(clf.predict_proba(imgs, toks), ref.predict_proba(imgs, toks), atol=1e-5)
-    assert TorchClassifier(tiny_net(3), ["a", "b", "c"], preprocess=PreprocessConfig(24)).runtime_choice is None
+    assert TorchClassifier(tiny_net(3), ["a", "b", "c"], preprocess=PreprocessConfig(24)).runtime == "torch"

@@ -87,7 +87,7 @@ def toy():
 def lime(**kw) -> MultimodalLime:
     kw.setdefault("segmenter", "grid")
     kw.setdefault("segmenter_params", {"rows": ROWS, "cols": COLS})
-    kw.setdefault("n_samples", 1000)
+    kw.setdefault("max_samples", 1000)
     kw.setdefault("early_stop", False)
     kw.setdefault("progress", False)
     kw.setdefault("quality", False)  # these tests count the sampler's model calls; quality: test_explain_quality.py
@@ -124,7 +124,7 @@ def test_image_and_text_share(toy):
 
 def test_misclassified_explains_true_and_predicted_from_one_set_of_calls(toy):
     img, clf, sample = toy
-    res = lime(n_samples=400).explain(clf, sample, image=img, true_label="neg")
+    res = lime(max_samples=400).explain(clf, sample, image=img, true_label="neg")
     assert res.misclassified
     assert [e.config["role"] for e in res.explanations] == ["predicted", "true"]
     assert res.targets == [1, 0]
@@ -134,20 +134,20 @@ def test_misclassified_explains_true_and_predicted_from_one_set_of_calls(toy):
 
 def test_requested_targets_by_name_and_index(toy):
     img, clf, sample = toy
-    res = lime(n_samples=200).explain(clf, image=img, tokens=sample.tokens, targets=["neg", 1])
+    res = lime(max_samples=200).explain(clf, image=img, tokens=sample.tokens, targets=["neg", 1])
     assert res.targets == [1, 0]
     assert res.for_class("neg").config["role"] == "requested"
     with pytest.raises(UnknownClassError, match="unknown class 'nge'; did you mean 'neg'"):
-        lime(n_samples=200).explain(clf, image=img, targets=["nge"])
+        lime(max_samples=200).explain(clf, image=img, targets=["nge"])
     with pytest.raises(ValueError, match="targets must be a class index in 0..1"):
-        lime(n_samples=200).explain(clf, image=img, targets=[7])
+        lime(max_samples=200).explain(clf, image=img, targets=[7])
 
 
 def test_same_seed_same_weights_other_seed_differs(toy):
     img, clf, sample = toy
-    a = lime(n_samples=300, seed=3).explain(clf, sample, image=img).predicted_explanation
-    b = lime(n_samples=300, seed=3).explain(clf, sample, image=img).predicted_explanation
-    c = lime(n_samples=300, seed=4).explain(clf, sample, image=img).predicted_explanation
+    a = lime(max_samples=300, seed=3).explain(clf, sample, image=img).predicted_explanation
+    b = lime(max_samples=300, seed=3).explain(clf, sample, image=img).predicted_explanation
+    c = lime(max_samples=300, seed=4).explain(clf, sample, image=img).predicted_explanation
     np.testing.assert_array_equal(a.weights, b.weights)
     assert not np.array_equal(a.weights, c.weights)
     assert a.seed == 3
@@ -155,9 +155,9 @@ def test_same_seed_same_weights_other_seed_differs(toy):
 
 def test_early_stopping_stops_and_keeps_the_ranking(toy):
     img, clf, sample = toy
-    full = lime(n_samples=2000).explain(clf, sample, image=img)
+    full = lime(max_samples=2000).explain(clf, sample, image=img)
     rule = EarlyStopping(chunk_size=100, top_k=5, patience=2, min_samples=200)
-    fast = lime(n_samples=2000, early_stop=rule).explain(clf, sample, image=img)
+    fast = lime(max_samples=2000, early_stop=rule).explain(clf, sample, image=img)
     assert fast.stopped_early and fast.n_samples < 2000
     assert fast.n_samples % 100 == 1  # the original row plus whole chunks
     assert set(fast.predicted_explanation.top_features(5)) == set(full.predicted_explanation.top_features(5))
@@ -168,9 +168,9 @@ def test_early_stopping_stops_and_keeps_the_ranking(toy):
 def test_early_stop_rows_are_a_prefix_of_the_fixed_run(toy):
     img, clf, sample = toy
     rule = EarlyStopping(chunk_size=100, top_k=5, patience=1, min_samples=0)
-    fast = lime(n_samples=1000, early_stop=rule).explain(clf, sample, image=img)
+    fast = lime(max_samples=1000, early_stop=rule).explain(clf, sample, image=img)
     assert fast.stopped_early
-    same = lime(n_samples=fast.n_samples, sampler="orthogonal").explain(clf, sample, image=img)
+    same = lime(max_samples=fast.n_samples, sampler="orthogonal").explain(clf, sample, image=img)
     np.testing.assert_allclose(fast.predicted_explanation.weights, same.predicted_explanation.weights, atol=1e-12)
 
 
@@ -178,7 +178,7 @@ def test_cache_sends_each_distinct_row_once():
     img = toy_image()
     clf = Additive(img, {0: 1.0}, {"MILK": 1.0})
     tokens = toy_tokens()[:1]
-    ex = MultimodalLime(n_samples=500, segmenter="grid", segmenter_params={"rows": 2, "cols": 2},
+    ex = MultimodalLime(max_samples=500, segmenter="grid", segmenter_params={"rows": 2, "cols": 2},
                         early_stop=False, progress=False, quality=False)
     res = ex.explain(clf, image=img, tokens=tokens)
     assert clf.rows_seen <= 2**5  # 4 superpixels + 1 token
@@ -192,7 +192,7 @@ def test_cache_sends_each_distinct_row_once():
 
 def test_batches_respect_batch_size(toy):
     img, clf, sample = toy
-    lime(n_samples=100, batch_size=7).explain(clf, sample, image=img)
+    lime(max_samples=100, batch_size=7).explain(clf, sample, image=img)
     assert clf.calls == 1 + int(np.ceil(99 / 7))
 
 
@@ -222,8 +222,8 @@ class Fused(Additive):
 def test_feature_path_encodes_each_distinct_mask_once(toy):
     img, plain, sample = toy
     fused = Fused(img, plain.cell_w, plain.word_w)
-    a = lime(n_samples=300).explain(plain, sample, image=img)
-    b = lime(n_samples=300).explain(fused, sample, image=img)
+    a = lime(max_samples=300).explain(plain, sample, image=img)
+    b = lime(max_samples=300).explain(fused, sample, image=img)
     np.testing.assert_allclose(a.predicted_explanation.weights, b.predicted_explanation.weights, atol=1e-9)
     assert fused.rows_seen == 0  # predict_proba never called
     assert fused.text_encodes <= 2 ** len(WORDS)  # 16 distinct token subsets at most
@@ -240,7 +240,7 @@ def test_explain_sample_loads_the_photo(tmp_path):
     Image.fromarray(img).save(tmp_path / "p.png")
     sample = ProductSample("p", tmp_path / "p.png", "pos", "test", toy_tokens())
     clf = Additive(img, {5: 2.0}, {})
-    res = explain_sample(clf, sample, n_samples=200, segmenter="grid",
+    res = explain_sample(clf, sample, max_samples=200, segmenter="grid",
                          segmenter_params={"rows": ROWS, "cols": COLS}, early_stop=False, progress=False)
     assert res.predicted_explanation.top_features(1) == [5]
     assert res.sample_id == "p" and res.true == 1 and not res.misclassified
@@ -255,8 +255,8 @@ def test_explain_needs_an_input(toy):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"n_samples": 1}, "n_samples must be an int >= 2"),
-        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"max_samples": 1}, "max_samples must be an int >= 2"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
         ({"resolution": "full"}, "resolution must be 'auto', 'model', None or a positive int"),
         ({"early_stop": "yes"}, "early_stop must be True, False or an EarlyStopping"),
         ({"sampler": "sobol"}, r"sampler must be 'auto', one of \('bernoulli', 'paired', 'orthogonal', 'factorised'\)"),
@@ -281,19 +281,19 @@ def test_resolution_model_builds_images_at_input_size(toy):
             seen.extend(im.shape for im in images)
             return np.tile([0.4, 0.6], (len(images), 1))
 
-    res = lime(n_samples=20, resolution="model").explain(Small(), image=img, tokens=sample.tokens)
+    res = lime(max_samples=20, resolution="model").explain(Small(), image=img, tokens=sample.tokens)
     assert set(seen) == {(16, 16, 3)}
     assert res.predicted_explanation.segments.shape == img.shape[:2]  # explanation at photo resolution
     seen.clear()
-    lime(n_samples=20, resolution=None).explain(Small(), image=img)
+    lime(max_samples=20, resolution=None).explain(Small(), image=img)
     assert set(seen) == {(32, 32, 3)}
     seen.clear()
     Small.input_size = 8  # auto: shorter side at most 2 x 8
-    lime(n_samples=20).explain(Small(), image=img)
+    lime(max_samples=20).explain(Small(), image=img)
     assert set(seen) == {(16, 16, 3)}
     seen.clear()
     Small.input_size = 24  # auto: 48 > 32, the photo's own size
-    lime(n_samples=20).explain(Small(), image=img)
+    lime(max_samples=20).explain(Small(), image=img)
     assert set(seen) == {(32, 32, 3)}
 
 
@@ -303,7 +303,7 @@ def test_explanation_round_trips_through_dict(toy):
     from prodlens.explain import Explanation
 
     img, clf, sample = toy
-    res = lime(n_samples=100).explain(clf, sample, image=img)
+    res = lime(max_samples=100).explain(clf, sample, image=img)
     e = res.predicted_explanation
     back = Explanation.from_dict(json.loads(json.dumps(e.to_dict())))
     np.testing.assert_array_equal(back.weights, e.weights)
@@ -440,9 +440,9 @@ def test_early_stopping_tolerates_one_swap_at_the_boundary():
 def test_sampler_and_stopping_validate():
     with pytest.raises(ValueError, match=r"p must be in \(0, 1\)"):
         BernoulliSampler(1.0).sample(2, 2, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="patience must be >= 1"):
+    with pytest.raises(ValueError, match="patience must be an int >= 1"):
         EarlyStopping(patience=0)
-    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
         EarlyStopping(chunk_size=0)
     with pytest.raises(ValueError, match=r"tolerance must be in 0..top_k-1 = 0..4, got 5"):
         EarlyStopping(top_k=5, tolerance=5)
@@ -473,3 +473,10 @@ def test_product_classifier_feature_path_matches_predict_proba():
     assert fused.use_feature_path and not plain.use_feature_path
     np.testing.assert_allclose(fused(rows), plain(rows), atol=1e-5)
     assert fused.n_image_encodes == 12
+
+
+def test_the_old_name_of_the_cap_still_works_with_a_warning():
+    with pytest.warns(FutureWarning, match="now max_samples"):
+        lime = MultimodalLime(n_samples=64)
+    assert lime.max_samples == 64 and lime.n_samples is None
+    assert lime.with_params(seed=1).max_samples == 64 and "n_samples" not in repr(lime)

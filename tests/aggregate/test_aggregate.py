@@ -117,7 +117,7 @@ def test_crop_segments_at_other_resolution_are_resized():
     "kwargs, match",
     [({"mode": "round"}, "mode must be one of 'masked', 'box'; got 'round'"),
      ({"fill": "grey"}, "fill must be an \\(R, G, B\\) tuple"),
-     ({"size": 0}, "size must be an integer >= 1; got 0")],
+     ({"size": 0}, "size must be an int >= 1, got 0")],
 )
 def test_crop_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -144,7 +144,7 @@ def test_too_few_points_are_all_noise():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"min_cluster_size": 1}, "min_cluster_size must be an integer >= 2; got 1"),
+    [({"min_cluster_size": 1}, "min_cluster_size must be an int >= 2, got 1"),
      ({"cluster_selection_method": "best"}, "cluster_selection_method must be one of 'eom', 'leaf'"),
      ({"metric": "bogus"}, "metric 'bogus' is not usable by sklearn.cluster.HDBSCAN")],
 )
@@ -306,12 +306,12 @@ def test_normalize_over_modality():
     "kwargs, match",
     [({"modalities": ("image",)}, "embed_fn is required for image global explanations"),
      ({"modalities": ("audio",)}, "modalities must be one of 'image', 'text'; got 'audio'"),
-     ({"modalities": ("text",), "top_k_local": 0}, "top_k_local must be an integer >= 1; got 0"),
+     ({"modalities": ("text",), "top_k_local": 0}, "top_k_local must be an int >= 1, got 0"),
      ({"modalities": ("text",), "word_threshold": 75}, "word_threshold must be a number in \\[0, 1\\]; got 75.*0.75"),
      ({"modalities": ("text",), "normalization": "softmax"}, "normalization must be one of 'normlime', 'l1', 'abs'"),
      ({"modalities": ("text",), "normalize_over": "class"}, "normalize_over must be one of 'all', 'modality'"),
      ({"embed_fn": mean_colour, "crop": "circle"}, "crop must be one of 'masked', 'box'; got 'circle'"),
-     ({"embed_fn": mean_colour, "min_cluster_size": 1}, "min_cluster_size must be an integer >= 2; got 1")],
+     ({"embed_fn": mean_colour, "min_cluster_size": 1}, "min_cluster_size must be an int >= 2, got 1")],
 )
 def test_explainer_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

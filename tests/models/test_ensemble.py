@@ -85,7 +85,7 @@ def test_hflip_tta_averages_plain_and_mirrored():
 def test_explainer_takes_an_ensemble():
     ens = EnsembleClassifier([_fused("concat", 0), _fused("embracenet", 1)])
     imgs, toks = _inputs(1)
-    res = MultimodalLime(64, n_segments=10, runtime="torch", progress=False).explain(ens, image=imgs[0], tokens=toks[0])
+    res = MultimodalLime(64, n_segments=10, progress=False).explain(ens, image=imgs[0], tokens=toks[0])
     ex = res.predicted_explanation
     assert ex.n_superpixels >= 2 and ex.n_features == ex.n_superpixels + 1 and np.isfinite(ex.weights).all()
     assert res.stats.get("n_image_encodes", 0) > 0, "the explainer took the ensemble's encode-once path"
