@@ -118,6 +118,133 @@ def references(sample, models: dict, info: dict, args: argparse.Namespace) -> di
     return out
 
 
+def _auc(fractions: np.ndarray, values: np.ndarray) -> float:
+    return float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(fractions)))
+
+
+def fit_explainers(ds, models: dict, args: argparse.Namespace) -> tuple[dict, dict]:
+    """One AmortisedExplainer per model, fitted on the train photos (the concat model with their
+    words, the image model over superpixels alone), the image model replaying the concat model's
+    image features (same masks: ``AmortisedExplainer`` draws image columns from their own stream)."""
+    from dataclasses import replace
+
+    import explanation_quality as eq
+    from prodlens.explain import AmortisedExplainer
+
+    train = sorted(ds.split("train").samples, key=lambda s: s.id)[: args.fit_photos or None]
+    store: dict = {}
+    out, info = {}, {}
+    for i, mname in enumerate(MODELS):
+        shared = eq.SharedImageFeatures(models[mname], store, replay=i > 0)
+        photos = train if mname == "concat" else [replace(s, ocr_tokens=()) for s in train]
+        path = CACHE / f"{mname}_m{args.fit_masks}_p{len(train)}.amortised.pt"
+        t0 = time.perf_counter()
+        am = AmortisedExplainer(n_masks=args.fit_masks, cache_dir=CACHE / "masks", seed=0, progress=False).fit(shared, photos)
+        am.save(path, checkpoint=str(RUNS / f"{mname}_fast_v2_s0.pt"))
+        sec = time.perf_counter() - t0
+        r = am.fit_report_
+        info[mname] = {**r, "fit_seconds_wall": round(sec, 1), "image_passes_requested": shared.image_passes,
+                       "image_passes_computed": shared.image_computed, "text_passes": shared.text_passes if mname == "concat" else 0,
+                       "explainer": str(path.relative_to(HERE.parent))}
+        log.info("fitted %s: %s", mname, info[mname])
+        out[mname] = am
+    return out, info
+
+
+def evaluate_photo(sample, refs: dict, explainers: dict, models: dict) -> list[dict]:
+    """Amortised vs reference / floor / default on one held-out photo, per model, plus deletion / insertion AUC."""
+    from prodlens.data.images import load_image
+    from prodlens.explain import CachedEvaluator, MultimodalInput, MultimodalLime, QualityCheck
+    from prodlens.explain.agreement import agreement
+
+    image = load_image(sample.image_path)
+    rows = []
+    for mname in MODELS:
+        m = refs["models"][mname]
+        tokens = refs["tokens"] if mname == "concat" else ()
+        clf, am = models[mname], explainers[mname]
+        t0 = time.perf_counter()
+        res = am.explain(clf, image=image, tokens=tokens, segments=refs["segments"], targets=[m["target"]], sample_id=sample.id)
+        sec = time.perf_counter() - t0
+        w_am = res.for_target(m["target"]).weights
+        ref = m["reference"]["weights"]
+        arms = {"amortised": w_am, "plain-2000 A": m["plain-A"]["weights"], "plain-2000 B": m["plain-B"]["weights"],
+                "default": m["default"]["weights"]}
+        # deletion / insertion curves of each ranking on the same photo, same fill, one evaluator
+        x = MultimodalInput(image, refs["segments"], tokens, size=MultimodalLime()._work_size(clf, image.shape))
+        ev = CachedEvaluator(clf, x, batch_size=8)
+        names = ["reference", *arms]
+        fr, curves = QualityCheck(n_steps=20).curves(ev, np.vstack([ref, *arms.values()]), [m["target"]] * len(names),
+                                                     np.random.default_rng(0))
+        auc = {n: {"deletion_auc": round(_auc(fr, curves["deletion"][j]), 4), "insertion_auc": round(_auc(fr, curves["insertion"][j]), 4)}
+               for j, n in enumerate(names)}
+        auc["random"] = {"deletion_auc": round(_auc(fr, curves["random_deletion"][0]), 4),
+                         "insertion_auc": round(_auc(fr, curves["random_insertion"][0]), 4)}
+        S = refs["n_superpixels"]
+        row = {"photo": sample.id, "label": sample.label, "model": mname, "target": m["target_name"], "p_target": round(m["p_target"], 4),
+               "n_superpixels": S, "n_words": len(tokens),
+               "vs_reference": {n: agreement(w, ref) for n, w in arms.items()},
+               "floor_pair": agreement(m["plain-A"]["weights"], m["plain-B"]["weights"]),
+               "auc": auc, "amortised_seconds": round(sec, 3), "amortised_model_rows": int(res.stats.get("n_model_rows", 1)),
+               "lime_rows": {"plain-2000": 2000, "default_image_passes": m["default"]["image_passes"],
+                             "default_text_passes": m["default"]["text_passes"]},
+               "words_in_reference_top10": int(sum(i >= S for i in np.argsort(-np.abs(ref), kind="stable")[:10]))}
+        rows.append(row)
+        log.info("%s %s: amortised %s; plain-A %s", sample.id, mname, row["vs_reference"]["amortised"], row["vs_reference"]["plain-2000 A"])
+    return rows
+
+
+def summarise(rows: list[dict], fit: dict) -> list[dict]:
+    out = []
+    for mname in MODELS:
+        mine = [r for r in rows if r["model"] == mname]
+        if not mine:
+            continue
+        for arm in ("amortised", "plain-2000 A", "plain-2000 B", "default"):
+            agg = {k: [r["vs_reference"][arm][k] for r in mine] for k in ("top10_overlap", "spearman", "sign_top10")}
+            out.append({"model": mname, "arm": arm, "photos": len(mine),
+                        **{k: round(float(np.mean(v)), 3) for k, v in agg.items()},
+                        **{f"{k}_sd": round(float(np.std(v, ddof=1)), 3) if len(v) > 1 else None for k, v in agg.items()},
+                        "deletion_auc": round(float(np.mean([r["auc"][arm]["deletion_auc"] for r in mine])), 4),
+                        "insertion_auc": round(float(np.mean([r["auc"][arm]["insertion_auc"] for r in mine])), 4)})
+        ref_auc = {k: round(float(np.mean([r["auc"]["reference"][k] for r in mine])), 4) for k in ("deletion_auc", "insertion_auc")}
+        rnd_auc = {k: round(float(np.mean([r["auc"]["random"][k] for r in mine])), 4) for k in ("deletion_auc", "insertion_auc")}
+        out.append({"model": mname, "arm": "reference (10,000 rows)", "photos": len(mine), **ref_auc})
+        out.append({"model": mname, "arm": "random order", "photos": len(mine), **rnd_auc})
+        f = fit[mname]
+        fit_calls = f["image_passes_computed"] + f["text_passes"] if mname == "concat" else f["image_passes_requested"]
+        per_photo = float(np.mean([r["amortised_model_rows"] for r in mine]))
+        out.append({"model": mname, "arm": "cost", "fit_model_rows": fit_calls, "fit_photos": f["photos"],
+                    "fit_seconds_busy": f["fit_seconds_wall"], "amortised_model_rows_per_photo": per_photo,
+                    "amortised_seconds_per_photo_busy": round(float(np.mean([r["amortised_seconds"] for r in mine])), 3),
+                    "call_ratio_vs_plain_2000": round(2000 / per_photo, 1),
+                    "break_even_photos_vs_plain_2000": int(np.ceil(fit_calls / (2000 - per_photo)))})
+    return out
+
+
+def markdown(summary: list[dict]) -> str:
+    lines = ["| model | arm | photos | top-10 overlap | Spearman | sign top-10 | deletion AUC | insertion AUC |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        if s["arm"] == "cost":
+            continue
+        def ms(k: str) -> str:
+            if k not in s:
+                return "-"
+            sd = s.get(f"{k}_sd")
+            return f"{s[k]:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+        lines.append(f"| {s['model']} | {s['arm']} | {s['photos']} | {ms('top10_overlap')} | {ms('spearman')} | "
+                     f"{ms('sign_top10')} | {s.get('deletion_auc', '-')} | {s.get('insertion_auc', '-')} |")
+    lines += ["", "| model | fit photos | fit model rows | fit s (busy) | rows per explained photo | s per photo (busy) | "
+              "call ratio vs 2000-row LIME | break-even photos |", "|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        if s["arm"] == "cost":
+            lines.append(f"| {s['model']} | {s['fit_photos']} | {s['fit_model_rows']} | {s['fit_seconds_busy']} | "
+                         f"{s['amortised_model_rows_per_photo']:.0f} | {s['amortised_seconds_per_photo_busy']} | "
+                         f"{s['call_ratio_vs_plain_2000']}x | {s['break_even_photos_vs_plain_2000']} |")
+    return "\n".join(lines)
+
+
 def run_meta(argv: list[str]) -> dict:
     return {"command": "python bench/amortised.py " + " ".join(argv), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "git": git_state(HERE.parent),
@@ -131,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=int, default=5, help="held-out val photos per model")
     ap.add_argument("--reference", type=int, default=10000)
     ap.add_argument("--plain", type=int, default=2000)
+    ap.add_argument("--fit-masks", type=int, default=64, help="masks per train photo of the amortised fit")
+    ap.add_argument("--fit-photos", type=int, default=0, help="train photos to fit on (0 = all 100)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="amortised part: evaluate only the held-out photos whose references are already cached")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -138,9 +269,36 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ds, models, setup_info = setup()
     photos = held_out(ds, args.photos)
+    doc: dict = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    meta = run_meta(argv)
+
+    def write() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n", encoding="utf-8")
+        tmp.replace(args.out)
+
     if args.part in ("references", "all"):
         for s in tqdm(photos, desc="references", unit="photo"):
             references(s, models, setup_info["models"], args)
+    if args.part in ("amortised", "all"):
+        explainers, fit = fit_explainers(ds, models, args)
+        rows, left_out = [], []
+        for s in tqdm(photos, desc="held-out photos", unit="photo"):
+            key = _key(s.id, [setup_info["models"][m]["sha256"] for m in MODELS], args.reference, args.plain, 1)
+            if args.cached_only and not (CACHE / "refs" / f"{s.id.replace('/', '_')}_{key}.npz").is_file():
+                left_out.append(s.id)
+                continue
+            rows += evaluate_photo(s, references(s, models, setup_info["models"], args), explainers, models)
+        summary = summarise(rows, fit)
+        doc["amortised"] = {"run": {**meta, "load_average_end": [round(v, 2) for v in os.getloadavg()]},
+                            "setup": setup_info, "settings": {"fit_masks": args.fit_masks, "reference_rows": args.reference,
+                                                              "plain_rows": args.plain, "held_out_photos": [s.id for s in photos],
+                                                              "left_out_no_reference": left_out},
+                            "fit": fit, "summary": summary, "rows": rows}
+        write()
+        print("\n## Amortised vs LIME on held-out val photos\n")
+        print(markdown(summary))
     return 0
 
 

@@ -131,7 +131,7 @@ def test_choose_verified_takes_low_confidence_and_random():
 
 def test_verify_reports_agreement_with_lime(fitted):
     toy, am, _, unseen, _ = fitted
-    results = {s.id: am.explain(toy, s) for s in unseen}
+    results = {s.id: am.explain(toy, s).predicted_explanation for s in unseen}
     lime = MultimodalLime(n_samples=400, segmenter="grid", segmenter_params={"rows": 4, "cols": 4}, fill="black",
                           early_stop=False, quality=False, seed=0, progress=False)
     rep = verify(toy, unseen, results, 0.5, lime, seed=0)
@@ -139,3 +139,27 @@ def test_verify_reports_agreement_with_lime(fitted):
     assert summary["photos"] == 3 and {p["chosen"] for p in rep.photos} == {"lowest-confidence", "random"}
     assert summary["spearman"] > 0.8 and summary["sign_top10"] > 0.8 and summary["top10_overlap"] >= 7
     assert rep.to_dict()["summary"] == summary
+
+
+def test_cli_fits_saves_and_explains_with_amortised(tmp_path, monkeypatch, capsys):
+    from prodlens.cli import explain_cmd, main
+    from prodlens.data.manifest import Dataset, write_dataset
+    from prodlens.data.types import ClassList
+
+    toy = AdditivePhotoModel(seed=0)
+    samples = photos(toy, 6, seed=1, folder=tmp_path / "img") + photos(toy, 1, seed=2, folder=tmp_path / "img", split="test")
+    write_dataset(Dataset(samples, ClassList.from_names(list(toy.classes))), tmp_path / "ds")
+    monkeypatch.setattr(explain_cmd, "_load_classifier", lambda path: toy)
+    path = tmp_path / "toy.amortised.pt"
+    args = ["explain", "toy.pt", str(tmp_path / "ds"), "--sample", samples[-1].id, "--segments", "16",
+            "--amortised", str(path), "--out", str(tmp_path / "out")]
+    assert main([*args, "--fit", "--fit-masks", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "fitted the amortised explainer on 6 train photos: 48 model rows" in out and "amortised: 1 model call" in out
+    assert path.is_file() and AmortisedExplainer.load(path).checkpoint_ == "toy.pt"
+    calls = toy.calls
+    assert main(args) == 0  # loads it: the fingerprint's probes and the photo itself, nothing more
+    assert toy.calls - calls == 3 + 1
+    monkeypatch.setattr(explain_cmd, "_load_classifier", lambda path: AdditivePhotoModel(seed=5))
+    assert main(args) == 2
+    assert "fitted for another classifier" in capsys.readouterr().err

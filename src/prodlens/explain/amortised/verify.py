@@ -24,7 +24,7 @@ from prodlens.data.images import load_image
 from prodlens.data.types import ProductSample
 from prodlens.explain.agreement import agreement
 from prodlens.explain.interpretable import shrink_photo
-from prodlens.explain.result import SampleExplanations
+from prodlens.explain.explanation import Explanation
 from prodlens.models.base import Classifier
 
 
@@ -81,20 +81,20 @@ class VerifyReport:
         return cls(float(d["fraction"]), list(d.get("photos", [])))
 
 
-def verify(classifier: Classifier, samples: Sequence[ProductSample], amortised: Mapping[str, SampleExplanations],
+def verify(classifier: Classifier, samples: Sequence[ProductSample], amortised: Mapping[str, Explanation],
            fraction: float, lime: object, *, max_pixels: int | None = None, seed: int = 0,
            progress: bool | None = None) -> VerifyReport:
-    """Explain the chosen share of ``samples`` (:func:`choose_verified` over ``amortised``'s
-    predicted probabilities) again with ``lime`` (a ``MultimodalLime``) on the amortised
-    explanation's segments and words, and compare the predicted class's weights.
+    """Explain the chosen share of ``samples`` (:func:`choose_verified` over the predicted
+    probabilities) again with ``lime`` (a ``MultimodalLime``) on the amortised explanation's
+    segments and words, and compare the weights. ``amortised``: each sample's amortised
+    explanation of its predicted class (``SampleExplanations.predicted_explanation``);
     ``max_pixels``: what the amortised explainer shrank photos to (its ``max_pixels``)."""
     by_id = {s.id: s for s in samples}
-    conf = {sid: float(np.max(r.probabilities)) for sid, r in amortised.items() if sid in by_id}
+    conf = {sid: float(e.prediction) for sid, e in amortised.items() if sid in by_id}
     chosen = choose_verified(conf, fraction, seed)
     rows = []
     for sid, why in tqdm(chosen, desc="verify with LIME", unit="photo", disable=None if progress is None else not progress):
-        s, am = by_id[sid], amortised[sid]
-        e = am.predicted_explanation
+        s, e = by_id[sid], amortised[sid]
         image, _ = shrink_photo(load_image(s.image_path), s.tokens, max_pixels)
         ref = lime.explain(classifier, s, image=image, tokens=e.tokens, segments=e.segments,  # type: ignore[attr-defined]
                            targets=[e.target], sample_id=sid)
