@@ -322,11 +322,12 @@ class AmortisedExplainer:
             except BadInputError as e:
                 log.warning("amortised fit: skipping %s: %s", s.id, e)
                 skipped.append((s.id, str(e)))
-        probes = [(p.x.work_image, p.x.tokens) for _, p in prepared[:N_PROBE_PHOTOS]]
+        # the probes: the photos first by id (the same ones whatever order the photos come in)
+        probes = [(p.x.work_image, p.x.tokens) for _, p in sorted(prepared, key=lambda ip: ip[1].sample_id)[:N_PROBE_PHOTOS]]
         fingerprint = classifier_fingerprint(classifier, probes)
         data = []
-        for i, photo in tqdm(prepared, desc="amortised: masks", unit="photo", disable=self._quiet()):
-            rows, probs = self._masks(classifier, photo, fingerprint, self.seed * 1_000_003 + i, counts)
+        for _, photo in tqdm(prepared, desc="amortised: masks", unit="photo", disable=self._quiet()):
+            rows, probs = self._masks(classifier, photo, fingerprint, _photo_seed(self.seed, photo.sample_id), counts)
             data.append((photo, rows, probs, kernel(rows)))
         self.probe_photos_ = probes
         if len(data) < 2:
@@ -462,7 +463,7 @@ class AmortisedExplainer:
         with torch.no_grad():
             f = photo.features
             w = self.net_(torch.as_tensor(f.superpixels[None], dtype=torch.float32),
-                          torch.as_tensor(f.words.reshape(1, len(f.words), -1), dtype=torch.float32),
+                          torch.as_tensor(f.words[None], dtype=torch.float32),
                           torch.as_tensor(f.context[None], dtype=torch.float32),
                           torch.as_tensor(probs0[None], dtype=torch.float32))[0].numpy().astype(np.float64)
         predicted = int(np.argmax(probs0))
@@ -555,6 +556,12 @@ class AmortisedExplainer:
 
     def __repr__(self) -> str:
         return f"AmortisedExplainer(n_masks={self.n_masks}, features={self.get_params()['features']!r})"
+
+
+def _photo_seed(seed: int, sample_id: str) -> int:
+    """The masks' seed for one photo: from the run's seed and the photo's id, so a photo gets the
+    same masks whatever else is fitted with it (and its cached outputs serve any later fit)."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{sample_id}".encode(), digest_size=8).digest(), "little")
 
 
 def _image_key(image: np.ndarray, segments: np.ndarray, tokens: Sequence[OcrToken]) -> str:
