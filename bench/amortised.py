@@ -132,7 +132,9 @@ def fit_explainers(ds, models: dict, args: argparse.Namespace) -> tuple[dict, di
     import explanation_quality as eq
     from prodlens.explain import AmortisedExplainer
 
-    train = sorted(ds.split("train").samples, key=lambda s: s.id)[: args.fit_photos or None]
+    from prodlens.pipeline.stages import pick_samples
+
+    train = pick_samples(ds.split("train").samples, args.fit_photos)  # spread over classes, as the pipeline picks them
     store: dict = {}
     out, info = {}, {}
     for i, mname in enumerate(MODELS):
@@ -268,7 +270,8 @@ def run_pipeline_part(ds, args: argparse.Namespace) -> dict:
     cfg = {"name": "bench-amortised", "out": str(out), "cache_dir": str(SHARED_CACHE), "store": str(out / "prodlens.sqlite"),
            "data": {"dataset": str(data)}, "ocr": {"engine": "none"},
            "train": {"checkpoint": str(RUNS / "concat_fast_v2_s0.pt")},
-           "explain": {"split": "val", "method": "amortised", "verify": args.verify, "fit_masks": args.fit_masks},
+           "explain": {"split": "val", "method": "amortised", "verify": args.verify, "fit_masks": args.fit_masks,
+                       "fit_photos": args.fit_photos},
            "deletion": {"enabled": not args.no_deletion}, "executor": {"threads": 2}}
     path = out.with_suffix(".json")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = run_meta(argv)
 
     def write() -> None:
+        # another part may have written since this run started: keep its sections
+        fresh = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        doc.update({k: v for k, v in fresh.items() if k not in ("amortised", "pipeline") or k not in doc})
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n", encoding="utf-8")
@@ -341,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                                                               "plain_rows": args.plain, "held_out_photos": [s.id for s in photos],
                                                               "left_out_no_reference": left_out},
                             "fit": fit, "summary": summary, "rows": rows}
+        (CACHE / "amortised_section.json").write_text(json.dumps(doc["amortised"], default=float))
         write()
         print("\n## Amortised vs LIME on held-out val photos\n")
         print(markdown(summary))

@@ -12,7 +12,8 @@ given and what is allowed (close spellings suggested), before any work starts.
 Traceback (most recent call last):
 ...
 prodlens.pipeline.config.ConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'samples'? \
-Allowed: split, classes, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality
+Allowed: split, classes, limit, samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality, \
+method, verify, fit_masks, fit_photos, amortised_features
 """
 
 from __future__ import annotations

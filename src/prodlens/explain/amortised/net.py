@@ -41,6 +41,10 @@ class WeightNet(nn.Module):
         self.word = mlp(word_dim + context_dim)
         self.classes = nn.Embedding(n_classes, hidden)
         self.condition = nn.Sequential(nn.Linear(hidden + 2, hidden), nn.GELU(), nn.Linear(hidden, 2 * hidden))
+        # start from all-zero weights (the intercept-only surrogate, R^2 0): the fit then only moves
+        # away from it where the data says so, instead of first unlearning a random initial explanation
+        nn.init.zeros_(self.condition[-1].weight)
+        nn.init.zeros_(self.condition[-1].bias)
         # input standardisation, set from the fitting photos (``set_scaling``)
         for name, d in (("sp", superpixel_dim), ("wd", word_dim), ("cx", context_dim)):
             self.register_buffer(f"{name}_mean", torch.zeros(d))
