@@ -471,3 +471,21 @@ def test_explorer_opens_on_the_richest_run_and_class(ex, store_path, tmp_path):
             assert Explorer(s).richest_run() == run and Explorer(s).richest_class("zz-empty-newest") == "a"
         finally:
             s.delete_run("zz-empty-newest")
+
+
+def test_quality_tab_shows_an_amortised_runs_agreement_with_lime(ex):
+    from prodlens.app.ui import Callbacks
+    from prodlens.explain.amortised import VerifyReport
+
+    photos = [{"sample_id": "a", "chosen": "lowest-confidence", "top10_overlap": 7, "spearman": 0.61, "sign_top10": 0.9},
+              {"sample_id": "b", "chosen": "random", "top10_overlap": 9, "spearman": 0.83, "sign_top10": 1.0}]
+    store = Store.open(":memory:")
+    store.add_run("amortised", config={"amortised_verify": VerifyReport(0.1, photos).to_dict()})
+    store.add_run("plain")
+    mine = Explorer(store)
+    v = mine.quality_view("amortised")
+    assert v.verify.startswith("**Amortised explanations checked against LIME** on 2 photos (10% of the run")
+    assert "top-10 overlap **8.0 of 10**, Spearman **0.72**" in v.verify and "worst a (Spearman 0.61)" in v.verify
+    assert mine.quality_view("plain").verify == "" and ex.quality_view("baseline").verify == ""
+    note = Callbacks(mine).on_quality("amortised", None)[0]
+    assert "No explanations in this run" in note and "checked against LIME" in note

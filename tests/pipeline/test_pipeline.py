@@ -299,6 +299,37 @@ def test_one_stage_global_warns_that_the_embedding_is_pretrained_only(job, caplo
     assert "pretrained-only image backbone" in caplog.text
 
 
+def test_amortised_run_explains_every_photo_verifies_a_share_and_resumes(job):
+    """[explain] method = "amortised": fitted on the train split once (saved next to the
+    checkpoint), every test photo explained with one model call, the global step and the
+    deletion test take its explanations unchanged, and verify re-explains a share with LIME."""
+    root, ref, summary = job
+    raw = ref.to_dict()
+    raw.update(name="amortised", out=str(root / "amortised"))
+    raw["train"].update(checkpoint=_checkpoint(summary))
+    raw["explain"].update(method="amortised", verify=0.5, fit_masks=8, amortised_features="simple")
+    cfg = PipelineConfig.from_dict(raw)
+    got = run_pipeline(cfg, progress=False)
+    assert all(r.status == "ok" for r in got.stages[:6] if r.stage != "explain"), got.text()
+    ex = got.stage("explain")
+    assert ex.done == N_TEST and [i for i, _ in ex.failed] == ["test/corrupt"]
+    am = ex.outputs["amortised"]
+    assert am["fitted_now"] and am["photos"] == 3 * len(CLASSES) and am["model_rows"] == 8 * 3 * len(CLASSES)
+    assert Path(am["explainer"]).parent == Path(_checkpoint(summary)).parent
+    assert ex.outputs["encoder_passes"] <= 2 and ex.outputs["surrogate_rows"] == 1  # one model call a photo
+    v = ex.outputs["verify"]
+    assert v["photos"] == N_TEST // 2 and -1 <= v["spearman"] <= 1 and 0 <= v["top10_overlap"] <= 10
+    from prodlens.pipeline import highlights
+
+    assert any(line.startswith("verified with LIME: 3 photos") for line in highlights(got))
+    with Store.open(cfg.store_target, create=False) as s:
+        assert s.get_run("amortised").config["amortised_verify"]["summary"] == v
+        assert all(e.config["explainer"] == "amortised" for e in s.get_explanations("amortised"))
+    again = run_pipeline(cfg, progress=False)  # resumed: nothing is refitted, re-explained or re-verified
+    assert again.stage("explain").skipped == N_TEST and again.stage("explain").outputs["amortised"]["fitted_now"] is False
+    assert again.stage("explain").outputs["verify"] == v
+
+
 def test_demo_is_a_preset_of_the_pipeline():
     from prodlens.demo import demo_config
     from prodlens.pipeline import presets
@@ -318,6 +349,9 @@ def test_demo_is_a_preset_of_the_pipeline():
     ("deletion", {"holdout": "split"}, "holdout must be 'crossfit' or 'none'"),
     ("match", {"gallery": "shelf"}, "gallery must be 'train', 'val' or 'test' or 'iconic'"),
     ("global", {"embedding": ""}, "embedding must be 'auto', 'model', 'adapted' or a checkpoint path"),
+    ("explain", {"method": "shap"}, "method must be 'lime' or 'amortised'"),
+    ("explain", {"verify": 1.5}, r"verify must be a share in \[0, 1\]"),
+    ("explain", {"amortised_features": "pixels"}, "amortised_features must be 'backbone' or 'simple'"),
 ])
 def test_new_settings_are_checked(section, setting, message):
     with pytest.raises(PipelineConfigError, match=message):

@@ -191,6 +191,8 @@ class QualityView:
     summary: str
     histograms: list[ScoreHistogram]
     rows: list[list]  #: [score, flag, flagged when, run: median, run: flagged, class: median, class: flagged]
+    #: amortised runs: how their explanations agreed with LIME on the verified share ("" otherwise)
+    verify: str = ""
 
 
 QUALITY_HEADERS = ["score", "flag", "flagged when", "run: median", "run: flagged", "class: median", "class: flagged"]
@@ -241,15 +243,31 @@ class QualityViews:
         return (f"**{len(flagged)} of {len(scored)}** supporting explanations (the run's explanations for "
                 f"{class_name}) are flagged as not trustworthy{why}{unscored}.")
 
+    def verify_note(self, run: str) -> str:
+        """How the run's amortised explanations agreed with LIME on the photos its verify mode
+        re-explained (``[explain] verify``); empty for other runs."""
+        config = self._meta.get(("run-config", run), lambda: self.store.get_run(run).config)
+        s = (config.get("amortised_verify") or {}).get("summary") or {}  # type: ignore[union-attr]
+        if not s.get("photos"):
+            return ""
+        worst = s.get("worst") or {}
+        return (f"**Amortised explanations checked against LIME** on {s['photos']} photos ({s['fraction']:.0%} of the run: "
+                f"the least confident half and a random half): top-10 overlap **{s['top10_overlap']:.1f} of 10**, "
+                f"Spearman **{s['spearman']:.2f}**, sign agreement on LIME's top 10 **{s['sign_top10']:.0%}**; "
+                f"least confident photos' Spearman {_num(s.get('lowest_confidence_spearman', float('nan')))}; "
+                f"worst {worst.get('sample_id')} (Spearman {_num(worst.get('spearman', float('nan')))}).")
+
     def quality_view(self, run: str, class_name: str | None = None) -> QualityView:
         """Histograms of every score over the run's explanations and over those for
-        ``class_name``, the thresholds, and the share flagged."""
+        ``class_name``, the thresholds, and the share flagged (and, for an amortised run,
+        its agreement with LIME: ``verify``)."""
         summaries = self._quality(run)
         scored = [s for s in summaries if s.quality is not None]
+        verify = self.verify_note(run)
         if not summaries:
-            return QualityView("No explanations in this run: store some with `prodlens run CONFIG`.", [], [])
+            return QualityView("No explanations in this run: store some with `prodlens run CONFIG`.", [], [], verify)
         if not scored:
-            return QualityView(f"{len(summaries)} explanations in this run, none scored: {NOT_SCORED}.", [], [])
+            return QualityView(f"{len(summaries)} explanations in this run, none scored: {NOT_SCORED}.", [], [], verify)
         run_q = [s.quality for s in scored if s.quality is not None]
         cls_q = [s.quality for s in scored if s.quality is not None and s.target_name == class_name]
         hists, rows = [], []
@@ -281,5 +299,5 @@ class QualityViews:
             summary += f" No scored explanation for **{class_name}**."
         if len(scored) < len(summaries):
             summary += f" {len(summaries) - len(scored)} explanations have no quality score: {NOT_SCORED}."
-        return QualityView(summary, hists, rows)
+        return QualityView(summary, hists, rows, verify)
 

@@ -156,7 +156,8 @@ class Callbacks:
             return ("", *[_picture(None)] * len(SCORES), _df([], QUALITY_HEADERS))
         v = self.ex.quality_view(run, class_name)  # type: ignore[arg-type]
         pictures = [h.picture for h in v.histograms] + [None] * (len(SCORES) - len(v.histograms))
-        return (v.summary, *map(_picture, pictures), _df(v.rows, QUALITY_HEADERS))
+        note = f"{v.summary}\n\n{v.verify}" if v.verify else v.summary
+        return (note, *map(_picture, pictures), _df(v.rows, QUALITY_HEADERS))
 
     def on_misclassified(self, run: str | None, class_name: str | None) -> tuple:
         headers = ["sample", "true class", "predicted", "confidence", "kind"]

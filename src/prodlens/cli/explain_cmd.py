@@ -1,4 +1,5 @@
-"""`prodlens explain`: a local multimodal-LIME explanation of one sample, as PNGs + JSON."""
+"""`prodlens explain`: a local multimodal-LIME explanation of one sample, as PNGs + JSON
+(``--amortised``: from a fitted amortised explainer, one model call)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,17 @@ def run_explain(
     fill: str = "mean",
     runtime: str = "auto",
     quality: bool = True,
+    amortised: str | Path | None = None,
+    fit: bool = False,
+    fit_masks: int = 64,
 ) -> dict[str, Any]:
     """Explain ``sample_id`` of the dataset with the checkpoint; write PNGs and JSON to ``out``.
 
     Returns ``{"json": path, "pngs": {class: {kind: path}}, "result": SampleExplanations}``.
+    With ``amortised`` (a path, ``"auto"``: next to the checkpoint) the amortised explainer
+    saved there explains it (``fit``: fit it first on the dataset's train split with
+    ``fit_masks`` masks a photo, and save it there); ``max_samples``, ``fixed`` and ``quality``
+    are LIME's and do not apply.
 
     >>> run_explain("runs/concat.pt", "work/grocery", "Oatly-Oat-Milk_003", "out/")  # doctest: +SKIP
     """
@@ -67,10 +75,15 @@ def run_explain(
     if sample.label is not None and true_label is None:
         log.warning("label %r of %s is not a class of the model; explaining the predicted class only", sample.label, sample_id)
     image = load_image(sample.image_path)
-    explainer = MultimodalLime(
-        max_samples=max_samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
-        batch_size=batch_size, seed=seed, progress=None, quality=quality,
-    )
+    explainer: Any
+    if amortised is not None:
+        explainer = _amortised(clf, checkpoint, ds, amortised, fit=fit, fit_masks=fit_masks, n_segments=n_segments,
+                               fill=fill, batch_size=batch_size, seed=seed)
+    else:
+        explainer = MultimodalLime(
+            max_samples=max_samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
+            batch_size=batch_size, seed=seed, progress=None, quality=quality,
+        )
     try:
         result = explainer.explain(clf, sample, image=image, targets=classes or (), true_label=true_label)
     except ValueError as e:
@@ -88,6 +101,26 @@ def run_explain(
     return {"json": json_path, "pngs": pngs, "result": result}
 
 
+def _amortised(clf: Any, checkpoint: str, ds: Any, path: str | Path, *, fit: bool, fit_masks: int, n_segments: int,
+               fill: str, batch_size: int, seed: int) -> Any:
+    """The amortised explainer at ``path`` (``"auto"``: next to the checkpoint), fitted first with ``fit``."""
+    from prodlens.explain.amortised import AmortisedExplainer, amortised_path
+
+    path = amortised_path(checkpoint) if str(path) == "auto" else Path(path)
+    if not fit:
+        return AmortisedExplainer.load(path, clf)
+    train = ds.split("train").samples
+    if len(train) < 2:
+        raise ProdlensError(f"--fit needs the dataset's train split (at least 2 photos), it has {len(train)}")
+    am = AmortisedExplainer(n_masks=fit_masks, n_segments=n_segments, fill=fill, batch_size=batch_size, seed=seed,
+                            cache_dir=path.parent / (path.name + ".cache"))
+    am.fit(clf, train).save(path, checkpoint=checkpoint)
+    r = am.fit_report_
+    print(f"fitted the amortised explainer on {r['photos']} train photos: {r['model_rows']} model rows, "
+          f"held-out R^2 {r['held_out_r2']}, {r['mask_seconds'] + r['train_seconds']:.0f}s; saved {path}")
+    return am
+
+
 def _explain(args: argparse.Namespace) -> int:
     from prodlens.errors import UnknownClassError
 
@@ -95,7 +128,8 @@ def _explain(args: argparse.Namespace) -> int:
         info = run_explain(
             args.checkpoint, args.dataset, args.sample, args.out, classes=args.classes, max_samples=args.max_samples,
             seed=args.seed, fixed=args.fixed, batch_size=args.batch_size, n_segments=args.segments, fill=args.fill,
-            runtime=args.runtime, quality=not args.no_quality,
+            runtime=args.runtime, quality=not args.no_quality, amortised=args.amortised, fit=args.fit,
+            fit_masks=args.fit_masks,
         )
     except UnknownClassError as e:
         raise ProdlensError(f"--class: {e}") from None
@@ -113,7 +147,11 @@ def _explain(args: argparse.Namespace) -> int:
             print(f"    quality: faithfulness {q.faithfulness:+.3f} (deletion AUC {q.deletion_auc:.3f} vs random "
                   f"{q.random_deletion_auc:.3f}, insertion {q.insertion_auc:.3f} vs {q.random_insertion_auc:.3f}), "
                   f"stability {q.stability:.2f}, local error {q.local_error:.3f} - {verdict}")
-    print(f"  {res.n_samples} perturbations{' (stopped early)' if res.stopped_early else ''}, {res.seconds:.1f}s")
+    if args.amortised is not None:
+        print(f"  amortised: {res.stats.get('n_model_calls', 1)} model call, {res.seconds:.1f}s "
+              "(R^2 is the fit's, on its held-out photos)")
+    else:
+        print(f"  {res.n_samples} perturbations{' (stopped early)' if res.stopped_early else ''}, {res.seconds:.1f}s")
     print(f"wrote {info['json']} and {sum(len(v) for v in info['pngs'].values())} PNGs to {args.out}")
     return 0
 
@@ -141,4 +179,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for the PNGs and the JSON")
     p.add_argument("--no-quality", action="store_true",
                    help="skip the quality scores (deletion/insertion vs random, stability, fit; ~28 model rows)")
+    p.add_argument("--amortised", nargs="?", const="auto", metavar="PATH",
+                   help="explain with the amortised explainer saved at PATH (default: CHECKPOINT's NAME.amortised.pt): "
+                        "one model call instead of LIME's thousands")
+    p.add_argument("--fit", action="store_true",
+                   help="with --amortised: fit it first on the dataset's train split and save it to PATH")
+    p.add_argument("--fit-masks", type=int, default=64, help="with --fit: random masks per train photo (default 64)")
     p.set_defaults(func=_explain)

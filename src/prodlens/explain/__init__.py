@@ -5,6 +5,7 @@
 500
 """
 
+from prodlens.explain.agreement import agreement, sign_agreement, spearman, top_overlap
 from prodlens.explain.evaluation import CachedEvaluator, ModelOutputError, has_feature_path
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.factorised import (
@@ -20,6 +21,7 @@ from prodlens.explain.kernels import ExponentialKernel, Kernel, cosine_distance_
 from prodlens.explain.quality import ExplanationQuality, QualityCheck
 from prodlens.explain.lime import MultimodalLime, explain_sample
 from prodlens.explain.result import SampleExplanations
+from prodlens.explain.amortised import AmortisedExplainer, ClassifierMismatchError, VerifyReport, amortised_path
 from prodlens.explain.sampling import BernoulliSampler, OrthogonalSampler, PairedSampler, Sampler
 from prodlens.explain.sanity import SanityReport, SanityResult, model_randomisation_test
 from prodlens.explain.segmentation import (
@@ -34,6 +36,14 @@ from prodlens.explain.stopping import EarlyStopping, top_k_sets
 from prodlens.explain.surrogate import RidgeSurrogate, Surrogate, SurrogateFit, weighted_r2
 
 __all__ = [
+    "AmortisedExplainer",
+    "ClassifierMismatchError",
+    "VerifyReport",
+    "agreement",
+    "amortised_path",
+    "sign_agreement",
+    "spearman",
+    "top_overlap",
     "BernoulliSampler",
     "CachedEvaluator",
     "EarlyStopping",

@@ -158,3 +158,77 @@ class PlainModel:
     def predict_proba(self, images, token_lists) -> np.ndarray:
         self.rows += len(images)
         return self.inner.predict_proba(images, token_lists)
+
+
+@dataclass
+class AdditivePhotoModel:
+    """A two-class model over many photos whose LIME weights are known exactly, for amortised explainers.
+
+    Each photo is a ``rows x cols`` grid of solid cells painted from ``palette`` plus a few words
+    from ``vocabulary``. The probability of class 1 (``"target"``) is
+    ``0.5 + sum_cells colour_effects[colour] [cell intact] + sum_words word_effects[word] [present]``
+    (kept inside (0, 1) by the effect sizes), linear in every on/off row, so LIME's weighted least
+    squares recovers the effects exactly, whatever the kernel: :meth:`true_weights` gives them in
+    the explainer's feature order (cells, then the photo's words). A switched-off cell (black
+    fill) matches no palette colour and adds nothing. ``predict_proba`` only, as a user's model.
+
+    >>> m = AdditivePhotoModel(seed=0)
+    >>> img, toks = m.photo(np.random.default_rng(1))
+    >>> p = m.predict_proba([img], [list(toks)]); bool(np.isclose(p.sum(), 1.0)), m.true_weights(img, toks).shape[0] > 16
+    (True, True)
+    """
+
+    rows: int = 4
+    cols: int = 4
+    cell: int = 8
+    n_colours: int = 6
+    n_words: int = 12
+    colour_scale: float = 0.015
+    word_scale: float = 0.04
+    max_words: int = 5
+    seed: int = 0
+    classes: tuple[str, ...] = ("other", "target")
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        self.palette = rng.integers(40, 256, size=(self.n_colours, 3)).astype(np.uint8)
+        self.colour_effects = rng.uniform(-self.colour_scale, self.colour_scale, self.n_colours)
+        self.vocabulary = tuple(f"{w}{j}" for j, w in enumerate(("MILK", "OAT", "JUICE", "APPLE", "ORANGE", "YOGHURT", "BIO",
+                                                                 "LIGHT", "PEAR", "SOY", "CREAM", "MANGO", "KIWI", "LIME")[:self.n_words]))
+        self.word_effects = dict(zip(self.vocabulary, rng.uniform(-self.word_scale, self.word_scale, self.n_words)))
+
+    def photo(self, rng: np.random.Generator) -> tuple[np.ndarray, tuple[OcrToken, ...]]:
+        """One random photo and its words (distinct words, random boxes)."""
+        colours = rng.integers(0, self.n_colours, self.rows * self.cols)
+        img = self.palette[colours].reshape(self.rows, self.cols, 3).repeat(self.cell, 0).repeat(self.cell, 1)
+        n = int(rng.integers(1, self.max_words + 1))
+        words = rng.choice(len(self.vocabulary), size=n, replace=False)
+        H, W = self.rows * self.cell, self.cols * self.cell
+        toks = []
+        for j in words:
+            x0, y0 = float(rng.integers(0, W - 8)), float(rng.integers(0, H - 4))
+            toks.append(OcrToken(self.vocabulary[j], (x0, y0, x0 + 8, y0 + 4)))
+        return np.ascontiguousarray(img), tuple(toks)
+
+    def _cell_colours(self, image: np.ndarray) -> np.ndarray:
+        im = np.asarray(image, np.float64)
+        means = np.array([blk.reshape(-1, 3).mean(0) for band in np.array_split(im, self.rows, 0)
+                          for blk in np.array_split(band, self.cols, 1)])
+        d = np.abs(means[:, None, :] - self.palette[None].astype(np.float64)).sum(-1)
+        idx = d.argmin(1)
+        return np.where(d.min(1) < 1.0, idx, -1)  # -1: the cell is switched off
+
+    def predict_proba(self, images: Sequence[np.ndarray], token_lists: Sequence[Sequence[OcrToken]]) -> np.ndarray:
+        self.calls += len(images)
+        out = []
+        for im, ts in zip(images, token_lists):
+            cols = self._cell_colours(im)
+            p = 0.5 + self.colour_effects[cols[cols >= 0]].sum() + sum(self.word_effects.get(t.text, 0.0) for t in ts)
+            out.append([1 - p, p])
+        return np.clip(np.array(out, dtype=np.float64).reshape(len(images), 2), 1e-6, 1 - 1e-6)
+
+    def true_weights(self, image: np.ndarray, tokens: Sequence[OcrToken]) -> np.ndarray:
+        """Class 1's exact LIME weights: cells (row-major, as ``GridSegmenter`` labels them), then words."""
+        return np.concatenate([self.colour_effects[self._cell_colours(image)],
+                               [self.word_effects.get(t.text, 0.0) for t in tokens]])

@@ -12,7 +12,8 @@ given and what is allowed (close spellings suggested), before any work starts.
 Traceback (most recent call last):
 ...
 prodlens.pipeline.config.PipelineConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'max_samples'? \
-Allowed: split, classes, limit, max_samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality
+Allowed: split, classes, limit, max_samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality, \
+method, verify, fit_masks, fit_photos, amortised_features
 """
 
 from __future__ import annotations
@@ -159,12 +160,23 @@ class TrainSection:
         _check("train", self.lr is None or self.lr > 0, "lr", "a number > 0 or left out", self.lr)
 
 
+#: How the explain stage explains: multimodal LIME per photo, or the amortised explainer.
+METHODS = ("lime", "amortised")
+
+
 @dataclass(frozen=True)
 class ExplainConfig:
     """Multimodal LIME over every photo of ``split`` (``classes``: only photos of these
     classes; ``limit`` > 0: the first that many, spread over classes). ``targets``:
     ``"auto"`` explains the predicted class and the true class when they differ;
-    ``"all"`` every class."""
+    ``"all"`` every class.
+
+    ``method = "amortised"``: an :class:`~prodlens.explain.AmortisedExplainer` is fitted on
+    the train split (``fit_photos`` of them, 0 = all, ``fit_masks`` random masks each, the
+    explainer's frozen ``amortised_features``), saved next to the checkpoint, and explains
+    every photo with one model call; ``verify`` (a share in [0, 1]) of them, the least
+    confident half and a random half, are explained again by LIME (``samples`` etc.) and the
+    agreement goes into the run summary and the store."""
 
     split: str = "val"
     classes: list[str] = field(default_factory=list)
@@ -180,8 +192,21 @@ class ExplainConfig:
     device: str = "cpu"
     #: score every explanation (faithfulness, stability, fit; prodlens.explain.quality)
     quality: bool = True
+    method: str = "lime"
+    verify: float = 0.0
+    fit_masks: int = 64
+    fit_photos: int = 0
+    amortised_features: str = "backbone"
 
     def __post_init__(self) -> None:
+        from prodlens.explain.amortised.features import FEATURIZERS
+
+        _check("explain", self.method in METHODS, "method", _either(METHODS), self.method)
+        _check("explain", 0 <= self.verify <= 1, "verify", "a share in [0, 1] (of the photos re-explained with LIME)", self.verify)
+        _check("explain", self.fit_masks >= 2, "fit_masks", "an int >= 2", self.fit_masks)
+        _check("explain", self.fit_photos >= 0, "fit_photos", "an int >= 0 (0 fits on every train photo)", self.fit_photos)
+        _check("explain", self.amortised_features in FEATURIZERS, "amortised_features", _either(tuple(FEATURIZERS)),
+               self.amortised_features)
         _check("explain", self.limit >= 0, "limit", "an int >= 0 (0 explains every photo of the split)", self.limit)
         _check("explain", self.segments >= 2, "segments", "an int >= 2", self.segments)
         _check("explain", self.fill in FILLS, "fill", _either(FILLS), self.fill)
@@ -191,6 +216,18 @@ class ExplainConfig:
             self.explainer(0).validate()
         except ValueError as e:
             _fail("explain", str(e))
+
+    def amortised_params(self, seed: int) -> dict[str, Any]:
+        """Keyword arguments of :class:`~prodlens.explain.AmortisedExplainer` (same segmentation and fill as LIME's).
+
+        >>> ExplainConfig(fit_masks=32).amortised_params(0)["n_masks"]
+        32
+        """
+        return {
+            "n_masks": self.fit_masks, "features": self.amortised_features, "n_segments": self.segments, "fill": self.fill,
+            "batch_size": self.batch_size, "seed": seed, "resolution": None if self.resolution == "full" else self.resolution,
+            "progress": False,
+        }
 
     def explainer(self, seed: int) -> MultimodalLime:
         """The configured explainer (it only stores these settings: it is what travels to

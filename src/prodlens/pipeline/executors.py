@@ -63,6 +63,8 @@ class WorkerSpec:
     device: str = "cpu"
     threads: int = 0
     extra_config: dict[str, Any] = field(default_factory=dict)
+    #: a saved :class:`~prodlens.explain.AmortisedExplainer` to explain with instead of LIME ("" = LIME)
+    amortised: str = ""
 
 
 def load_model(checkpoint: str, device: str = "cpu") -> Any:
@@ -98,7 +100,11 @@ class ExplainWorker:
         self.spec = spec
         self.classifier = load_model(spec.checkpoint, spec.device)
         self.classes = list(self.classifier.classes)
-        self.lime = spec.explainer
+        self.lime: Any = spec.explainer
+        if spec.amortised:
+            from prodlens.explain import AmortisedExplainer
+
+            self.lime = AmortisedExplainer.load(spec.amortised, self.classifier)
 
     def __call__(self, sample: ProductSample) -> Outcome:
         from dataclasses import replace

@@ -125,6 +125,16 @@ def highlights(summary: PipelineSummary) -> list[str]:
         if o.get("scored"):
             flags = f" ({', '.join(o['flags'])})" if o.get("flags") else ""
             out.append(f"quality: {o['flagged']} of {o['scored']} explanations flagged{flags}")
+        if o.get("amortised"):
+            a = o["amortised"]
+            out.append(f"amortised explainer: fitted on {a['photos']} train photos ({a['model_rows']} model rows, "
+                       f"held-out R^2 {a['held_out_r2']}{', fitted now' if a.get('fitted_now') else ', loaded'})")
+        v = o.get("verify")
+        if v and v.get("photos"):
+            out.append(f"verified with LIME: {v['photos']} photos ({v['fraction']:.0%}, least confident half + random): "
+                       f"top-10 overlap {v['top10_overlap']:.1f}, Spearman {v['spearman']:.2f}, "
+                       f"sign agreement {v['sign_top10']:.0%}; worst {v['worst']['sample_id']} "
+                       f"(Spearman {v['worst']['spearman']:.2f})")
     g = by.get("global")
     if g is not None and "classes" in g.outputs:
         o = g.outputs

@@ -55,6 +55,8 @@ class Context:
     explained: dict[str, Path] = field(default_factory=dict)  #: sample id -> result file
     global_path: Path | None = None
     deletion_path: Path | None = None
+    #: what the run's record in the store carries besides its config (the amortised verify report)
+    run_extra: dict[str, Any] = field(default_factory=dict)
     _store: Any = None
 
     @property
@@ -74,7 +76,7 @@ class Context:
         assert self.dataset is not None and self.checkpoint is not None
         return self.store().add_run(
             cfg.name, model=cfg.train.model, checkpoint=self.checkpoint, dataset=self.out / "dataset" / "manifest.jsonl",
-            classes=self.dataset.classes.names, config={**cfg.to_dict(), "stage_keys": dict(self.keys)},
+            classes=self.dataset.classes.names, config={**cfg.to_dict(), "stage_keys": dict(self.keys), **self.run_extra},
             if_exists="reuse",
         )
 
@@ -306,7 +308,8 @@ def stage_explain(ctx: Context) -> StageReport:
     """Explain every selected photo; each result goes to its own file, then to the store."""
     cfg, e = ctx.config, ctx.config.explain
     assert ctx.dataset is not None and ctx.checkpoint is not None
-    settings = {k: v for k, v in vars(e).items() if k != "device"}
+    # LIME runs keep the keys they had before the amortised settings existed (resume finds them)
+    settings = {k: v for k, v in vars(e).items() if k != "device" and (e.method != "lime" or k not in AMORTISED_KEYS)}
     key = stage_key(settings, ctx.keys["train"], cfg.seed)
     ctx.keys["explain"] = key
     report = _timed("explain", key)
@@ -341,8 +344,10 @@ def stage_explain(ctx: Context) -> StageReport:
             todo.append(s)
     log.info("explain: %d photos, %d already done, %d to do", len(chosen), skipped, len(todo))
 
+    amortised, fit_facts = _fit_amortised(ctx, fit=bool(todo)) if e.method == "amortised" else (None, {})
     spec = WorkerSpec(str(ctx.checkpoint), e.explainer(cfg.seed), targets=e.targets, device=e.device,
-                      threads=cfg.executor.threads, extra_config={"pipeline_key": key})
+                      threads=cfg.executor.threads, extra_config={"pipeline_key": key},
+                      amortised=str(amortised) if amortised else "")
     failed: list[tuple[str, str]] = []
     done = 0
     bar = tqdm(total=len(chosen), initial=skipped, desc="explain", unit="photo", disable=not ctx.progress)
@@ -364,8 +369,79 @@ def stage_explain(ctx: Context) -> StageReport:
                 bar.set_postfix(done=done, failed=len(failed))
     finally:
         bar.close()
-    return report(done=done, skipped=skipped, failed=tuple(failed),
-                  outputs={"folder": str(folder), **_explain_facts(ctx, e.max_samples)})
+    outputs: dict[str, Any] = {"folder": str(folder), **_explain_facts(ctx, e.max_samples)}
+    if e.method == "amortised":
+        outputs["amortised"] = fit_facts
+        if e.verify > 0:
+            outputs["verify"] = _verify_amortised(ctx, folder, amortised)
+    return report(done=done, skipped=skipped, failed=tuple(failed), outputs=outputs)
+
+
+#: The [explain] settings that only the amortised method reads.
+AMORTISED_KEYS = ("method", "verify", "fit_masks", "fit_photos", "amortised_features")
+
+
+def _fit_amortised(ctx: Context, fit: bool = True) -> tuple[Path | None, dict[str, Any]]:
+    """The amortised explainer of the run's checkpoint, fitted on the train split once and saved
+    next to the checkpoint under a key of its settings (a later run with the same settings loads it)."""
+    from prodlens.data.images import openable
+    from prodlens.explain import AmortisedExplainer
+
+    cfg, e = ctx.config, ctx.config.explain
+    assert ctx.dataset is not None and ctx.checkpoint is not None
+    params = e.amortised_params(cfg.seed)
+    fkey = stage_key({**params, "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
+    path = ctx.checkpoint.with_name(f"{ctx.checkpoint.stem}.amortised-{fkey}.pt")
+    if path.is_file():
+        return path, {"explainer": str(path), "fitted_now": False, **AmortisedExplainer.load(path).fit_report_}
+    if not fit:
+        return None, {}
+    bad: list[Skip] = []
+    train = pick_samples(openable(ctx.dataset.split("train"), bad).samples, e.fit_photos)
+    if len(train) < 2:
+        raise BadInputError(cfg.source, f"[explain] method = 'amortised' needs >= 2 train photos to fit on, found {len(train)}",
+                            "check [data], or use method = 'lime'")
+    clf = ctx.classifier()  # loaded on ONNX Runtime where it can (the fit's model calls, as LIME's)
+    log.info("explain: fitting the amortised explainer on %d train photos x %d masks", len(train), e.fit_masks)
+    am = AmortisedExplainer(**params, cache_dir=cfg.cache_path / "amortised").fit(clf, train)
+    am.save(path, checkpoint=ctx.checkpoint)
+    return path, {"explainer": str(path), "fitted_now": True, **am.fit_report_}
+
+
+def _verify_amortised(ctx: Context, folder: Path, amortised: Path | None) -> dict[str, Any]:
+    """``verify`` of the explained photos explained again by LIME; the agreement (written to
+    ``verify.json`` in the stage's folder, kept with the run in the store) and its summary."""
+    from prodlens.explain import AmortisedExplainer
+    from prodlens.explain.amortised import VerifyReport, verify
+
+    cfg, e = ctx.config, ctx.config.explain
+    assert ctx.dataset is not None
+    path = folder / "verify.json"
+    ids = sorted(ctx.explained)
+    if path.is_file():
+        doc = _read_result(path)
+        if doc.get("explained") == ids:
+            rep = VerifyReport.from_dict(doc)
+            ctx.run_extra["amortised_verify"] = rep.to_dict()
+            ctx.run_ref()
+            return rep.summary()
+    predicted = {}
+    for sid in ids:
+        record = _read_result(ctx.explained[sid])
+        own = next((x for x in _explanations(record, sid) if x.target == record.get("predicted")), None)
+        if own is not None:
+            predicted[sid] = own
+    by_id = ctx.dataset.by_id()
+    clf = ctx.classifier()
+    lime = e.explainer(cfg.seed)
+    max_pixels = AmortisedExplainer.load(amortised).max_pixels if amortised else None
+    rep = verify(clf, [by_id[s] for s in predicted if s in by_id], predicted, e.verify, lime, max_pixels=max_pixels,
+                 seed=cfg.seed, progress=ctx.progress)
+    with atomic_write(path) as f:
+        json.dump({**rep.to_dict(), "explained": ids}, f)
+    ctx.run_extra["amortised_verify"] = rep.to_dict()
+    ctx.run_ref()  # the store's record of the run carries it (the app's Quality tab shows it)
+    return rep.summary()
 
 
 def _explain_facts(ctx: Context, max_masks: int) -> dict[str, Any]:
