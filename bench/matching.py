@@ -33,7 +33,7 @@ Usage::
 
     python bench/matching.py --part openset,scale,faithfulness --ocr-cache /work/cache/ocr
     python bench/matching.py --part closed --feature-cache /work/cache/features --ocr-cache /work/cache/ocr
-    python bench/matching.py --explain 8 --n-masks 500   # + faithfulness of explanations
+    python bench/matching.py --part closed --explain 8 --n-masks 500   # + its faithfulness check
 
 Each part prints a Markdown table.
 """
@@ -91,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--class-folds", type=int, default=5, help="openset: folds over classes")
     p.add_argument("--scale-sizes", default="1e4,1e5,1e6", help="scale: gallery sizes")
     p.add_argument("--scale-queries", type=int, default=200)
+    p.add_argument("--scale-hnsw-max", default="1e5", help="scale: build HNSW only up to this many items")
     p.add_argument("--repeats", type=int, default=5, help="scale: timing repeats (indexes interleaved)")
     p.add_argument("--threads", type=int, default=2, help="scale: faiss threads")
     p.add_argument("--matches", type=int, default=30, help="faithfulness: matches explained")
-    p.add_argument("--faith-masks", type=int, default=100, help="faithfulness: RISE masks per photo")
+    p.add_argument("--faith-masks", type=int, default=48, help="faithfulness: RISE masks per photo")
+    p.add_argument("--faith-steps", type=int, default=6, help="faithfulness: points on each image curve")
+    p.add_argument("--faith-random", type=int, default=2, help="faithfulness: random orders per curve")
     p.add_argument("--faith-cache", default="runs/cache/match_faithfulness", help="faithfulness: one JSON per explained pair (resume)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

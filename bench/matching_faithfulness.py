@@ -110,11 +110,11 @@ def run(args) -> dict:
     by_id = data["ds"].by_id()
     cache = Path(args.faith_cache)
     cache.mkdir(parents=True, exist_ok=True)
-    explainer = MatchExplainer(n_masks=args.faith_masks, grid=8, deletion_grid=8, deletion_steps=8, n_random=3,
+    explainer = MatchExplainer(n_masks=args.faith_masks, grid=8, deletion_grid=8, deletion_steps=args.faith_steps, n_random=args.faith_random,
                                insertion=True, match_saliency=True, progress=False, seed=args.seed)
     rows = []
     for i, p in enumerate(pairs):
-        key = cache / f"{p['query'].replace('/', '_')}__{p['match'].replace('/', '_')}__m{args.faith_masks}.json"
+        key = cache / f"{p['query'].replace('/', '_')}__{p['match'].replace('/', '_')}__m{args.faith_masks}s{args.faith_steps}r{args.faith_random}v2.json"
         if key.is_file():
             row = json.loads(key.read_text())
         else:
@@ -156,7 +156,10 @@ def summarize(rows: list[dict], args, seconds: float) -> dict:
     calls = [r["model_calls_images"] for r in rows]
     return {
         "protocol": __doc__.split("\n\n", 1)[1].strip(),
-        "explainer": {"saliency": f"RISE, {args.faith_masks} masks per photo, 8x8 grid, blur fill", "curves": "8x8 cells, 8 steps; words one by one; 3 random orders",
+        "explainer": {"saliency": f"RISE, {args.faith_masks} masks per photo, 8x8 grid, blur fill",
+                      "curves": f"8x8 cells, {args.faith_steps} steps, {args.faith_random} random orders per pair; words one by one, "
+                                "the random baseline every order of the shared words (<= 5 words; else "
+                                f"{args.faith_random} random orders)",
                       "words": "removed from both products (text and boxes); ranked by that drop"},
         "n_pairs": len(rows), "n_correct_matches": int(sum(r["correct"] for r in rows)),
         "table": table,

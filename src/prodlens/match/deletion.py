@@ -12,7 +12,9 @@ good direction for both (positive: better than random).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +27,8 @@ from prodlens.match._masking import blend, check_rgb, fill_for, resize_map, to_w
 log = logging.getLogger(__name__)
 
 MODES = ("deletion", "insertion")
+#: with at most this many orders of the units (5 units: 120) every order is the random baseline
+EXHAUSTIVE_ORDERS = 120
 
 #: ``keep rows (n, n_units) bool -> (n,) scores``
 RowScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -134,7 +138,11 @@ def deletion_curve(
 
     ``score_rows(keep)`` scores a batch of boolean keep-rows ``(n, n_units)``. Units
     missing from ``order`` come last, in index order. ``mode="insertion"`` starts from
-    nothing kept and keeps the first units of the order.
+    nothing kept and keeps the first units of the order. With few units (at most
+    ``EXHAUSTIVE_ORDERS`` orders: 5 units) the random baseline is the mean over *every*
+    order, the exact expectation (a couple of random draws of two words would often be
+    the explanation's own order); distinct rows are scored once, so that costs at most
+    ``2 ** n_units`` scores.
 
     >>> w = np.array([3.0, 1.0, 0.0, 0.0])
     >>> c = deletion_curve([0, 1, 2, 3], 4, lambda keep: keep @ w, n_random=20)
@@ -158,7 +166,11 @@ def deletion_curve(
     order += [i for i in range(n_units) if i not in set(order)]
     steps = _steps(n_units, n_steps)
     rng = np.random.default_rng(seed)
-    orders = [np.asarray(order)] + [rng.permutation(n_units) for _ in range(n_random)]
+    if math.factorial(n_units) <= EXHAUSTIVE_ORDERS:
+        randoms = [np.asarray(p) for p in itertools.permutations(range(n_units))]
+    else:
+        randoms = [rng.permutation(n_units) for _ in range(n_random)]
+    orders = [np.asarray(order), *randoms]
     insert = mode == "insertion"
     rows = np.full((len(orders) * len(steps), n_units), not insert, dtype=bool)
     for o, perm in enumerate(orders):
@@ -174,7 +186,7 @@ def deletion_curve(
         random_scores=scores[1:].mean(0),
         random_std=scores[1:].std(0),
         unit=unit,
-        n_random=n_random,
+        n_random=len(randoms),
         n_units=n_units,
         mode=mode,
     )
