@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faith-masks", type=int, default=48, help="faithfulness: RISE masks per photo")
     p.add_argument("--faith-steps", type=int, default=6, help="faithfulness: points on each image curve")
     p.add_argument("--faith-random", type=int, default=2, help="faithfulness: random orders per curve")
+    p.add_argument("--faith-from-cache", action="store_true", help="faithfulness: only summarise the pairs already explained")
     p.add_argument("--faith-cache", default="runs/cache/match_faithfulness", help="faithfulness: one JSON per explained pair (resume)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

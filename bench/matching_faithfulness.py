@@ -103,18 +103,23 @@ def run(args) -> dict:
     from prodlens.match.openset import unseen_class_folds
 
     t0 = time.perf_counter()
+    cache = Path(args.faith_cache)
+    suffix = f"__m{args.faith_masks}s{args.faith_steps}r{args.faith_random}v2.json"
+    if args.faith_from_cache:  # summarise the pairs explained so far (e.g. by a run cut short), in order
+        rows = [json.loads(f.read_text()) for f in sorted(cache.glob(f"*{suffix}"))][: args.matches]
+        log.info("%d explained pairs read from %s", len(rows), cache)
+        return summarize(rows, args, time.perf_counter() - t0)
     data = load(args)
     folds = unseen_class_folds(sorted(data["coarse"]), data["coarse"], n_folds=args.class_folds, seed=args.seed)
     pairs = pick_pairs(args, data, folds)
     log.info("%d pairs with >= 2 shared words to explain", len(pairs))
     by_id = data["ds"].by_id()
-    cache = Path(args.faith_cache)
     cache.mkdir(parents=True, exist_ok=True)
     explainer = MatchExplainer(n_masks=args.faith_masks, grid=8, deletion_grid=8, deletion_steps=args.faith_steps, n_random=args.faith_random,
                                insertion=True, match_saliency=True, progress=False, seed=args.seed)
     rows = []
     for i, p in enumerate(pairs):
-        key = cache / f"{p['query'].replace('/', '_')}__{p['match'].replace('/', '_')}__m{args.faith_masks}s{args.faith_steps}r{args.faith_random}v2.json"
+        key = cache / f"{p['query'].replace('/', '_')}__{p['match'].replace('/', '_')}{suffix}"
         if key.is_file():
             row = json.loads(key.read_text())
         else:
