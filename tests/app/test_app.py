@@ -132,6 +132,20 @@ def test_matching_views(ex):
     missing = ex.why_match("baseline", "Arla-Standard-Milk_0001", "Oatly-Oat-Milk_0004")
     assert "is not explained in this run" in missing.summary and missing.words == []
 
+    # why the runner-up did not match: the difference of the two stored explanations of one query
+    best, second = [c.gallery_id for c in alpro.candidates][:2]
+    assert ex.runner_up("baseline", "Alpro-Fresh-Soy-Milk_0000", best) == second
+    n = ex.why_not("baseline", "Alpro-Fresh-Soy-Milk_0000", best)
+    e1 = ex.store.get_match_explanation("baseline", "Alpro-Fresh-Soy-Milk_0000", best)
+    e2 = ex.store.get_match_explanation("baseline", "Alpro-Fresh-Soy-Milk_0000", second)
+    assert n.runner_up_id == second and f"Runner-up {second}" in n.summary and f"{e1.similarity - e2.similarity:.3f} closer" in n.summary
+    assert n.query.image is not None and n.runner_up.image is not None and "match saliency − runner-up saliency" in n.query.caption
+    words = {w.word for w in e1.words} | {w.word for w in e2.words}
+    assert {r[0] for r in n.words} == words and [r[4] for r in n.words] == sorted((r[4] for r in n.words), reverse=True)
+    assert all(r[1] in ("both", "match only", "runner-up only") for r in n.words)
+    none = ex.why_not("baseline", "Arla-Standard-Milk_0001", "Arla-Standard-Milk_0002")  # only one explained match
+    assert none.runner_up_id is None and "No runner-up" in none.summary and none.words == []
+
 
 def test_matching_empty_store_says_how_to_fill_it():
     ex = Explorer(Store.open(":memory:"))
@@ -358,11 +372,14 @@ def test_callbacks_give_complete_outputs_and_survive_bad_input(ex):
     cmp = cb.on_compare_choices("baseline", "variant", "Oatly-Oat-Milk")
     assert cmp[0]["value"] == "Oatly-Oat-Milk_0004" and cmp[2]["value"] is not None
     m = cb.on_match_class("baseline", "Oatly-Oat-Milk")
-    assert len(m) == 2 + 4 + 4 and m[0]["value"] == "Oatly-Oat-Milk_0004" and "top-1" in m[1]
+    assert len(m) == 2 + 4 + 8 and m[0]["value"] == "Oatly-Oat-Milk_0004" and "top-1" in m[1]
     assert m[3]["value"] is not None and len(m[4]) == 3 and m[5]["value"] == "Oatly-Oat-Milk_0005"
     assert "not explained" in m[6] and m[7]["value"] is not None  # plain photos for a pair without explanation
     why = cb.on_why("baseline", "Arla-Standard-Milk_0001", "Arla-Standard-Milk_0002")
     assert why[1]["value"] is not None and list(why[3].columns)[:2] == ["rank", "word"] and len(why[3]) == 3
+    assert len(why) == 8 and "No runner-up" in why[4] and why[5]["visible"] is False
+    alpro = cb.on_match_query("baseline", "Alpro-Fresh-Soy-Milk_0000")
+    assert "Runner-up" in alpro[-4] and alpro[-3]["value"] is not None and alpro[-2]["value"] is not None and len(alpro[-1]) >= 1
     other = cb.on_match_class("variant", "Oatly-Oat-Milk")  # no matching results: the store's matching run is shown
     assert other[0]["value"] == "Oatly-Oat-Milk_0004" and "Run **variant** holds no matching results; showing **baseline**" in other[1]
 

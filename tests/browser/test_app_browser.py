@@ -258,9 +258,17 @@ def test_explorer_views_render_in_chromium(page, store_file):
     words = page.locator("#pl-why-words").inner_text()
     assert "similarity drop" in words and all(w in words for w in ("arla", "standard", "milk"))
     _shot(page, "10_matching")
+    assert "No runner-up" in page.locator("#pl-whynot-note").inner_text()  # one explained match only: says how to add one
     # another match of the query, from the picker: it was not explained, and the page says so
     _choose(page, "pl-match-pick", "Oatly-Oat-Milk_0004")
     page.wait_for_function("() => document.querySelector('#pl-why-note').innerText.includes('not explained')")
+    # a query with two explained matches: why the runner-up did not match, side by side with the match
+    _choose(page, "pl-class", "Alpro-Fresh-Soy-Milk")
+    page.wait_for_function("() => document.querySelector('#pl-whynot-note').innerText.includes('Runner-up')")
+    assert _loaded(page, "#pl-whynot-query img") == 1 and _loaded(page, "#pl-whynot-runner img") == 1
+    assert "advantage of the match" in page.locator("#pl-whynot-words").inner_text()
+    _shot(page, "10b_matching_runner_up")
+    _choose(page, "pl-class", "Arla-Standard-Milk")
     # a run without matching results: the store's matching run is shown, and the note says so
     _choose(page, "pl-run", "variant")
     page.wait_for_function("() => document.querySelector('#pl-match-note').innerText.includes('holds no matching results')")

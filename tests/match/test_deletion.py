@@ -56,15 +56,18 @@ def test_word_deletion_auc_is_lower_for_the_attribution_order_than_random():
     q = [OcrToken(t, (i * 10, 0, i * 10 + 9, 9)) for i, t in enumerate(["OATLY", "HAVRE", "DRYCK", "ORIGINAL"])]
     weights = {"OATLY": 0.6, "HAVRE": 0.25, "DRYCK": 0.1, "ORIGINAL": 0.05}
 
-    def pair_score(images, token_lists):
-        return np.array([sum(weights[t.text] for t in ts) for ts in token_lists])
+    def pair_score(q_images, q_tokens, m_images, m_tokens):
+        # a word counts when both products still show it
+        return np.array([sum(weights[t.text] for t in a if any(u.text == t.text for u in b)) for a, b in zip(q_tokens, m_tokens)])
 
     img = np.zeros((10, 40, 3), np.uint8)
-    atts = word_attributions(img, q, q, pair_score, resolution=None)
+    atts = word_attributions(img, q, img, q, pair_score, resolution=None)
     assert [a.word for a in atts] == ["oatly", "havre", "dryck", "original"]
     assert atts[0].text_drop == pytest.approx(0.6) and atts[0].image_drop == 0.0
-    c = word_deletion_curve(img, q, atts, pair_score, resolution=None, n_random=20)
-    assert c.unit == "word" and c.auc < c.random_auc
+    c = word_deletion_curve(img, q, img, q, atts, pair_score, resolution=None, n_random=20)
+    assert c.unit == "word" and c.auc < c.random_auc and c.gain > 0
+    ins = word_deletion_curve(img, q, img, q, atts, pair_score, resolution=None, n_random=20, mode="insertion")
+    assert ins.mode == "insertion" and ins.scores[0] == 0.0 and ins.auc > ins.random_auc and ins.faithful
 
 
 def test_errors():
@@ -74,4 +77,6 @@ def test_errors():
         deletion_curve([0], 1, lambda k: k.sum(1), n_random=0)
     with pytest.raises(ValueError, match="saliency has shape"):
         image_deletion_curve(toy_image(), np.zeros((3, 3)), region_score)
-    assert word_deletion_curve(toy_image(), [], [], lambda i, t: np.zeros(len(i))) is None
+    assert word_deletion_curve(toy_image(), [], toy_image(), [], [], lambda qi, qt, mi, mt: np.zeros(len(qi))) is None
+    with pytest.raises(ValueError, match="mode must be one of"):
+        deletion_curve([0], 1, lambda k: k.sum(1), mode="insert")

@@ -21,7 +21,7 @@ class QuadrantEmbedder:
 
     kind = "fused"
     input_size = 64
-    WORDS = {"oatly": 1.0, "havre": 0.4}
+    WORDS = {"oatly": 1.0, "havre": 0.4, "eco": 0.8, "milk": 0.8}
 
     def embed(self, images, token_lists):
         out = []
@@ -38,7 +38,7 @@ def _pair():
     img = rng.integers(0, 40, (64, 80, 3)).astype(np.uint8)
     img[:32, :40] = 220
     toks = (OcrToken("OATLY", (44, 40, 70, 48)), OcrToken("HAVRE", (44, 50, 70, 58)), OcrToken("ECO", (0, 56, 20, 62)))
-    other = (OcrToken("0ATLY", (10, 10, 40, 20)), OcrToken("HAVRE", (10, 30, 40, 40)), OcrToken("MILK", (0, 50, 20, 60)))
+    other = (OcrToken("0ATLY", (44, 10, 70, 20)), OcrToken("HAVRE", (44, 22, 70, 30)), OcrToken("MILK", (0, 50, 20, 60)))
     return img, toks, other
 
 
@@ -50,18 +50,32 @@ def _explainer(**kw):
 
 def test_saliency_words_and_faithfulness_on_a_toy_embedder():
     img, toks, other = _pair()
-    e = _explainer(match_saliency=True).explain(QuadrantEmbedder(), query_image=img, query_tokens=toks,
-                                                  match_image=img, match_tokens=other, query_id="q", match_id="m")
+    e = _explainer(insertion=True).explain(QuadrantEmbedder(), query_image=img, query_tokens=toks,
+                                             match_image=img, match_tokens=other, query_id="q", match_id="m")
+    # both photos get a map by default, each for the similarity with the other product held fixed
     assert e.saliency.shape == img.shape[:2] and e.match_saliency.shape == img.shape[:2]
     assert e.saliency[:32, :40].mean() > 3 * abs(e.saliency[32:, 40:].mean())
+    assert e.match_saliency[:32, :40].mean() > 3 * abs(e.match_saliency[32:, 40:].mean())
     assert e.top_words() == ["oatly", "havre"]  # ECO/MILK are not shared
     oatly = e.words[0]
-    assert oatly.text_drop > 0 and oatly.image_drop == pytest.approx(0.0, abs=1e-9)
-    assert oatly.drop == pytest.approx(oatly.text_drop)
+    # removed from both texts the shared word lowers the similarity; its boxes lie outside the bright quarter
+    assert oatly.text_drop > 0 and oatly.image_drop == pytest.approx(0.0, abs=1e-6)
+    assert oatly.drop == pytest.approx(oatly.text_drop, abs=1e-6)
     assert e.deletion.auc < e.deletion.random_auc
     assert e.word_deletion.auc <= e.word_deletion.random_auc
+    assert set(e.curves) == {"match_deletion", "query_insertion", "match_insertion", "word_insertion"}
+    assert e.curves["query_insertion"].mode == "insertion" and e.curves["query_insertion"].gain > 0
+    assert MatchExplanation.from_dict(e.to_dict()).curves["word_insertion"].to_dict() == e.curves["word_insertion"].to_dict()
     assert 0 < e.similarity <= 1
     assert e.config["resolution"] == 64  # from the embedder's input_size
+
+
+def test_a_shared_word_is_removed_from_both_products():
+    """Identical products stay identical when a word goes from both: the counterfactual is two-sided."""
+    img, toks, _ = _pair()
+    e = _explainer(deletion=False).explain(QuadrantEmbedder(), query_image=img, query_tokens=toks,
+                                            match_image=img, match_tokens=toks)
+    assert e.similarity == pytest.approx(1.0) and [w.drop for w in e.words] == pytest.approx([0.0] * 3, abs=1e-6)
 
 
 def test_explanations_are_deterministic_by_seed():

@@ -83,6 +83,19 @@ def test_approximate_index_agrees_with_exact_on_small_data(name, params):
     assert np.allclose(exact.scores, approx.scores, atol=1e-5)
 
 
+def test_product_quantised_index_is_small_and_mostly_right():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(2000, 32)).astype(np.float32)
+    q = g[:50] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
+    pq = make_index("ivfpq", nlist=8, nprobe=8, pq_m=8).add(g)
+    exact = make_index("exact").add(g)
+    assert (pq.search(q, 1).ids[:, 0] == np.arange(50)).mean() >= 0.8  # 8 bytes per vector instead of 128
+    assert pq.nbytes < exact.nbytes / 3 and exact.nbytes == g.nbytes + 2000 * 8  # codebooks included
+    with pytest.raises(ValueError, match="pq_m=5 must divide the vector size 32"):
+        make_index("ivfpq", nlist=8, pq_m=5).add(g)
+
+
 def test_faiss_errors():
     pytest.importorskip("faiss")
     with pytest.raises(ValueError, match="nlist"):

@@ -24,6 +24,7 @@ import numpy as np
 from prodlens.app.images import LRU, photo_shape, placeholder, render_saliency
 from prodlens.app.panels import DISPLAY_SIDE, THUMB_SIDE, Panel
 from prodlens.data.types import ProductSample
+from prodlens.match.contrast import MatchContrast, contrast_matches
 from prodlens.match.explanation import MatchExplanation
 from prodlens.store import MatchQuery, SampleNotFoundError, Store
 
@@ -31,6 +32,8 @@ from prodlens.store import MatchQuery, SampleNotFoundError, Store
 TOP_WORDS = 5
 WORD_HEADERS = ["rank", "word", "query reads", "match reads", "spelling match", "similarity drop",
                 "text removed", "box masked", "query saliency in box", "match saliency in box"]
+WHY_NOT_HEADERS = ["word", "shared by the query with", "similarity drop (match)", "similarity drop (runner-up)",
+                   "advantage of the match"]
 _HOW = ("store some with `prodlens match DATASET --db STORE` (top-k matches) and "
         "`prodlens match-explain DATASET QUERY --db STORE` (why they match).")
 
@@ -90,6 +93,17 @@ class WhyView:
     words: list[list]  #: rows under WORD_HEADERS, largest similarity drop first
 
 
+@dataclass(frozen=True)
+class WhyNotView:
+    """Why the runner-up did not match: the difference of its explanation and the match's."""
+
+    summary: str
+    query: Panel  #: the query with match saliency minus runner-up saliency
+    runner_up: Panel  #: the runner-up with its own saliency
+    words: list[list]  #: rows under WHY_NOT_HEADERS, largest advantage of the match first
+    runner_up_id: str | None = None
+
+
 def _fmt(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
@@ -102,6 +116,10 @@ def _word_rows(e: MatchExplanation) -> list[list]:
          _fmt(w.drop), _fmt(w.text_drop), _fmt(w.image_drop), _fmt(w.saliency), _fmt(w.match_saliency)]
         for i, w in enumerate(ranked)
     ]
+
+
+def _contrast_rows(c: MatchContrast) -> list[list]:
+    return [[w.word, w.where, _fmt(w.match_drop), _fmt(w.runner_up_drop), _fmt(w.advantage)] for w in c.words]
 
 
 def _word_boxes(e: MatchExplanation, side: str) -> list[tuple[int, tuple[float, float, float, float]]]:
@@ -264,3 +282,49 @@ class MatchViews:
         q_cap = "query: saliency for the similarity" if e.saliency is not None else "query (no image saliency)"
         m_cap = "match: saliency" if e.match_saliency is not None else "match (saliency not computed)"
         return WhyView(summary, Panel(q_cap, q_img), Panel(m_cap, m_img), _word_rows(e))
+
+    def runner_up(self, run: str, query_id: str, match_id: str) -> str | None:
+        """The runner-up of ``match_id`` for ``query_id``: the best other candidate with a stored
+        explanation, of another class than the match where there is one (else ``None``)."""
+        explained = [m for m in self._explained_pairs(run).get(query_id, []) if m != match_id]
+        if not explained:
+            return None
+        q = self._match_queries(run).get(query_id)
+        rank = {g: i for i, g in enumerate(q.gallery_ids)} if q is not None else {}
+        labels = {s.id: s.label for s in self.store.get_samples([match_id, *explained])}
+        return min(explained, key=lambda m: (labels.get(m) == labels.get(match_id), rank.get(m, len(rank)), m))
+
+    def why_not(self, run: str, query_id: str, match_id: str, *, side: int = DISPLAY_SIDE) -> WhyNotView:
+        """Why the runner-up of ``match_id`` did not match ``query_id`` (see :mod:`prodlens.match.contrast`)."""
+        other = self.runner_up(run, query_id, match_id)
+        e = self.store.get_match_explanation(run, query_id, match_id)
+        if other is None or e is None:
+            how = (f"explain another candidate: `prodlens match-explain DATASET {query_id} --match GALLERY_ID --db STORE --run {run}`")
+            return WhyNotView(f"No runner-up of **{match_id}** is explained for **{query_id}**: {how}.",
+                              Panel("query", None), Panel("runner-up: not explained", None), [])
+        r = self.store.get_match_explanation(run, query_id, other)
+        c = contrast_matches(e, r) if e.similarity >= r.similarity else contrast_matches(r, e)
+        query, runner = self.store.get_sample(query_id), self._sample_or_none(other)
+
+        def draw(sample: ProductSample | None, values: np.ndarray | None, role: str, expl: MatchExplanation) -> np.ndarray:
+            if sample is None:
+                return placeholder(side)
+
+            def make() -> np.ndarray:
+                photo = self._photo(sample, side)
+                shape = values.shape if values is not None else photo_shape(self.store.image_path(sample))
+                return render_saliency(photo, values, _word_boxes(expl, role), source_shape=shape)
+
+            return self._pictures.get(("whynot", run, query_id, match_id, other, role, side), make)
+
+        try:
+            q_img = draw(query, c.query_saliency_difference, "query", e)
+            r_img = draw(runner, r.match_saliency, "match", r)
+        except OSError:
+            q_img, r_img = placeholder(side), placeholder(side)
+        label = f" ({runner.label})" if runner is not None and runner.label else ""
+        summary = f"**Runner-up {other}{label}**, similarity {r.similarity:.3f} vs {e.similarity:.3f}: {c.summary()}."
+        q_cap = ("query: where it looks more like the match than the runner-up (match saliency − runner-up saliency)"
+                 if c.query_saliency_difference is not None else "query (no saliency to compare)")
+        r_cap = f"runner-up {other}: saliency" if r.match_saliency is not None else f"runner-up {other} (saliency not computed)"
+        return WhyNotView(summary, Panel(q_cap, q_img), Panel(r_cap, r_img), _contrast_rows(c), other)

@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from prodlens.app.match_views import WORD_HEADERS
+from prodlens.app.match_views import WHY_NOT_HEADERS, WORD_HEADERS
 from prodlens.app.quality_views import GALLERY_ORDERS, GALLERY_SHOW, QUALITY_HEADERS, SCORES
 from prodlens.app.sanity_views import SAMPLE_HEADERS, SUMMARY_HEADERS, sanity_view
 from prodlens.app.views import TOP_IMAGE_FEATURES, Explorer
@@ -242,16 +242,20 @@ class Callbacks:
                 picks, *self.on_why(run, query_id, v.default_match))
 
     def on_why(self, run: str | None, query_id: str | None, match_id: str | None) -> tuple:
-        """summary, query overlay, match overlay, shared-word table."""
+        """summary, query overlay, match overlay, shared-word table, then why the runner-up did not
+        match: note, query difference map, runner-up overlay, word contrast table."""
+        empty_not = ("", _picture(None, "query"), _picture(None, "runner-up"), _df([], WHY_NOT_HEADERS))
         if not (query_id and match_id and self._valid(run)):
-            return ("", _picture(None, "query"), _picture(None, "match"), _df([], WORD_HEADERS))
+            return ("", _picture(None, "query"), _picture(None, "match"), _df([], WORD_HEADERS), *empty_not)
         run = self.ex.match_run_for(run)  # type: ignore[arg-type]
         try:
             w = self.ex.why_match(run, query_id, match_id)
+            n = self.ex.why_not(run, query_id, match_id)
         except StoreError as e:
-            return (f"**{e}**", _picture(None), _picture(None), _df([], WORD_HEADERS))
+            return (f"**{e}**", _picture(None), _picture(None), _df([], WORD_HEADERS), *empty_not)
         return (w.summary, _picture(w.query.image, w.query.caption), _picture(w.match.image, w.match.caption),
-                _df(w.words, WORD_HEADERS))
+                _df(w.words, WORD_HEADERS), n.summary, _picture(n.query.image, n.query.caption),
+                _picture(n.runner_up.image, n.runner_up.caption), _df(n.words, WHY_NOT_HEADERS))
 
     # -- sanity check
     def on_sanity(self, run: str | None) -> tuple:
@@ -374,8 +378,14 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                 with gr.Row(equal_height=True):
                     why_query = gr.Image(label="query", format="jpeg", interactive=False, elem_id="pl-why-query")
                     why_match = gr.Image(label="match", format="jpeg", interactive=False, elem_id="pl-why-match")
-                why_words = gr.Dataframe(label="Shared OCR words, by similarity drop when removed", interactive=False,
-                                         elem_id="pl-why-words")
+                why_words = gr.Dataframe(label="Shared OCR words, by similarity drop when removed from both products",
+                                         interactive=False, elem_id="pl-why-words")
+                whynot_note = gr.Markdown(elem_id="pl-whynot-note")
+                with gr.Row(equal_height=True):
+                    whynot_query = gr.Image(label="query vs runner-up", format="jpeg", interactive=False, elem_id="pl-whynot-query")
+                    whynot_runner = gr.Image(label="runner-up", format="jpeg", interactive=False, elem_id="pl-whynot-runner")
+                whynot_words = gr.Dataframe(label="Why not the runner-up: words, effect on each similarity", interactive=False,
+                                            elem_id="pl-whynot-words")
             with gr.Tab("Compare runs", id="compare", elem_id="pl-tab-compare"):
                 with gr.Row():
                     run_b_dd = gr.Dropdown(label="Compare with run", choices=runs, elem_id="pl-run-b")
@@ -398,7 +408,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
 
         single_out = [status, photo, ocr, expl_1, expl_2, topk, words, *quality_out]
         cmp_out = [cmp_a_note, cmp_a_img, cmp_a_text, cmp_b_note, cmp_b_img, cmp_b_text]
-        why_out = [why_note, why_query, why_match, why_words]
+        why_out = [why_note, why_query, why_match, why_words, whynot_note, whynot_query, whynot_runner, whynot_words]
         match_out = [match_status, match_photo, match_gallery, match_pick, *why_out]
         views = [
             (cb.on_class, [run_dd, class_dd], [sample_dd, *single_out]),

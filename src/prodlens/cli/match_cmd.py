@@ -9,9 +9,9 @@ from pathlib import Path
 
 from prodlens.cli._common import add_parser, report_skips
 from prodlens.cli._common import positive_int as _positive_int  # the name the match commands use
+from prodlens.match.index import INDEXES
 
 KINDS = ("image", "text", "fused")
-INDEXES = ("exact", "flat", "hnsw", "ivf")
 GALLERIES = ("iconic", "train", "val", "test")
 
 
@@ -156,7 +156,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     _store_args(p, "each query's top-k matches")
     p.add_argument("--queries", choices=("train", "val", "test"), default="val", help="split of query photos (default val)")
-    p.add_argument("--index", choices=INDEXES, default="exact", help="exact (numpy) or a faiss index: flat, hnsw, ivf (needs faiss-cpu)")
+    p.add_argument("--index", choices=INDEXES, default="exact", help="exact (numpy) or a faiss index: flat, hnsw, ivf, ivfpq (needs faiss-cpu)")
     p.add_argument("-k", type=_positive_int, default=5, help="also report top-k (default 5)")
     p.add_argument("--worst", type=int, default=5, help="list this many hardest classes (default 5)")
     p.add_argument("--json", metavar="PATH", help="write the full result (per class, neighbours) as JSON")
@@ -191,7 +191,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--match", metavar="ID", help="explain against this sample (default: the best match in --gallery); iconic/<class> for catalogue images")
     p.add_argument("--method", choices=("rise", "lime"), default="rise", help="saliency method (default rise)")
     p.add_argument("--n-masks", type=_positive_int, default=1000, help="RISE masks / LIME samples (default 1000)")
-    p.add_argument("--match-saliency", action="store_true", help="also compute saliency on the match photo")
+    p.add_argument("--match-saliency", action=argparse.BooleanOptionalAction, default=True,
+                   help="saliency on the match photo too (default; --no-match-saliency halves the cost)")
     p.add_argument("--no-deletion", action="store_true", help="skip the deletion (faithfulness) curves")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="match.png", help="picture to write (default match.png)")

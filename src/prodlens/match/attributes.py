@@ -3,10 +3,11 @@
 SANE (Plummer et al., ECCV 2020) explains an image-similarity score by the attributes
 the two images share. For packaged products the words printed on both packages are
 natural attributes: for every word the query and the match share (see
-:func:`~prodlens.match.words.shared_words`) we measure how much the similarity drops
-when the word is removed from the query's text (``text_drop``), when its box is masked
-in the query photo (``image_drop``), and both at once (``drop``), plus the mean
-saliency inside its box when a saliency map is given.
+:func:`~prodlens.match.words.shared_words`) we measure, by a counterfactual on *both*
+products, how much their similarity drops when the word is removed from both texts
+(``text_drop``), when its boxes are masked in both photos (``image_drop``), and both
+at once (``drop``, the attribute's effect: the explanation ranks words by it), plus the
+mean saliency inside its boxes when saliency maps are given.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from prodlens.match._masking import blend, box_mask, check_rgb, fill_for, mean_i
 from prodlens.match.deletion import DeletionCurve, deletion_curve
 from prodlens.match.words import WordMatch, shared_words
 
-#: ``(images, token_lists) -> (n,)`` similarity of each perturbed query to the fixed match.
-PairScoreFn = Callable[[Sequence[np.ndarray], Sequence[Sequence[OcrToken]]], np.ndarray]
+#: ``(query_images, query_token_lists, match_images, match_token_lists) -> (n,)``: the
+#: similarity of each perturbed query to the match perturbed the same way (row by row).
+PairScoreFn = Callable[[Sequence[np.ndarray], Sequence[Sequence[OcrToken]], Sequence[np.ndarray], Sequence[Sequence[OcrToken]]], np.ndarray]
 
 RANK_BY = ("drop", "text_drop", "image_drop", "saliency")
 
@@ -67,15 +69,15 @@ def _box_saliency(values: np.ndarray | None, tokens: Sequence[OcrToken]) -> floa
 
 
 class _WordPerturber:
-    """Builds query inputs with any subset of the shared words removed (text and box)."""
+    """Builds one product's inputs with any subset of the shared words removed (text and box)."""
 
-    def __init__(self, image: np.ndarray, tokens: Sequence[OcrToken], words: Sequence[WordMatch],
+    def __init__(self, image: np.ndarray, tokens: Sequence[OcrToken], groups: Sequence[Sequence[OcrToken]],
                  fill: Fill, resolution: int | None) -> None:
         self.work = to_work(image, resolution)
         self.fill = fill_for(self.work, fill)
         self.tokens = tuple(tokens)
-        self.masks = [box_mask([t.box for t in w.query_tokens], image.shape, self.work.shape) for w in words]
-        self.word_tokens = [set(id(t) for t in w.query_tokens) for w in words]
+        self.masks = [box_mask([t.box for t in g], image.shape, self.work.shape) for g in groups]
+        self.word_tokens = [set(id(t) for t in g) for g in groups]
 
     def inputs(self, remove_text: np.ndarray, remove_box: np.ndarray) -> tuple[list[np.ndarray], list[list[OcrToken]]]:
         """One input per row of the two ``(n, n_words)`` boolean removal matrices."""
@@ -90,19 +92,31 @@ class _WordPerturber:
         return images, token_lists
 
 
-def _score(pair_score: PairScoreFn, images: list, token_lists: list, batch_size: int) -> np.ndarray:
-    out = []
-    for s in range(0, len(images), batch_size):
-        v = np.asarray(pair_score(images[s : s + batch_size], token_lists[s : s + batch_size]), dtype=np.float64).reshape(-1)
-        if len(v) != len(images[s : s + batch_size]):
-            raise ValueError(f"the score function returned {len(v)} values for {len(images[s : s + batch_size])} inputs; it must return one per input")
-        out.append(v)
-    return np.concatenate(out) if out else np.zeros(0)
+class _PairPerturber:
+    """Both products with the same subset of shared words removed."""
+
+    def __init__(self, query_image: np.ndarray, query_tokens: Sequence[OcrToken], match_image: np.ndarray,
+                 match_tokens: Sequence[OcrToken], words: Sequence[WordMatch], fill: Fill, resolution: int | None) -> None:
+        self.query = _WordPerturber(check_rgb(query_image, "query_image"), query_tokens, [w.query_tokens for w in words], fill, resolution)
+        self.match = _WordPerturber(check_rgb(match_image, "match_image"), match_tokens, [w.match_tokens for w in words], fill, resolution)
+
+    def score(self, pair_score: PairScoreFn, remove_text: np.ndarray, remove_box: np.ndarray, batch_size: int) -> np.ndarray:
+        qi, qt = self.query.inputs(remove_text, remove_box)
+        mi, mt = self.match.inputs(remove_text, remove_box)
+        out = []
+        for s in range(0, len(qi), batch_size):
+            sl = slice(s, s + batch_size)
+            v = np.asarray(pair_score(qi[sl], qt[sl], mi[sl], mt[sl]), dtype=np.float64).reshape(-1)
+            if len(v) != len(qi[sl]):
+                raise ValueError(f"the score function returned {len(v)} values for {len(qi[sl])} input pairs; it must return one per pair")
+            out.append(v)
+        return np.concatenate(out) if out else np.zeros(0)
 
 
 def word_attributions(
     query_image: np.ndarray,
     query_tokens: Sequence[OcrToken],
+    match_image: np.ndarray,
     match_tokens: Sequence[OcrToken],
     pair_score: PairScoreFn,
     *,
@@ -117,14 +131,17 @@ def word_attributions(
 ) -> list[WordAttribution]:
     """Rank the words the query shares with its match by their effect on the similarity.
 
-    Drops are measured against the query at the same work resolution with nothing
-    removed, so that they add up to the similarity change the words explain. ``rank_by``
-    is one of ``"drop"``, ``"text_drop"``, ``"image_drop"``, ``"saliency"``.
+    Each word is removed from both products at once (text, box, or both), and the drop
+    is measured against the pair at the same work resolution with nothing removed.
+    ``rank_by`` is one of ``"drop"`` (text and box: the default), ``"text_drop"``,
+    ``"image_drop"``, ``"saliency"``.
 
     >>> q = [OcrToken("OATLY", (0, 0, 10, 4)), OcrToken("BARISTA", (0, 5, 10, 9))]
     >>> m = [OcrToken("0ATLY", (0, 0, 10, 4)), OcrToken("BARISTA", (0, 5, 10, 9))]
-    >>> score = lambda ims, tls: np.array([0.5 * any(t.text == "BARISTA" for t in ts) + 0.1 * len(ts) for ts in tls])
-    >>> atts = word_attributions(np.zeros((10, 10, 3), np.uint8), q, m, score, resolution=None)
+    >>> score = lambda qi, qt, mi, mt: np.array([0.5 * any(t.text == "BARISTA" for t in a) * any(t.text == "BARISTA" for t in b)
+    ...                                          + 0.05 * (len(a) + len(b)) for a, b in zip(qt, mt)])
+    >>> img = np.zeros((10, 10, 3), np.uint8)
+    >>> atts = word_attributions(img, q, img, m, score, resolution=None)
     >>> [(a.word, round(a.drop, 2)) for a in atts]
     [('barista', 0.6), ('oatly', 0.1)]
     """
@@ -134,19 +151,17 @@ def word_attributions(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if rank_by == "saliency" and saliency is None:
         raise ValueError("rank_by='saliency' needs a saliency map; pass saliency=... or rank by 'drop'")
-    query_image = check_rgb(query_image, "query_image")
     words = shared_words(query_tokens, match_tokens, min_ratio=min_ratio, min_length=min_length)
     if not words:
         return []
-    pert = _WordPerturber(query_image, query_tokens, words, fill, resolution)
+    pert = _PairPerturber(query_image, query_tokens, match_image, match_tokens, words, fill, resolution)
     n = len(words)
     none = np.zeros((1, n), dtype=bool)
     eye = np.eye(n, dtype=bool)
     zeros = np.zeros((n, n), dtype=bool)
     remove_text = np.concatenate([none, eye, zeros, eye])
     remove_box = np.concatenate([none, zeros, eye, eye])
-    images, token_lists = pert.inputs(remove_text, remove_box)
-    s = _score(pair_score, images, token_lists, batch_size)
+    s = pert.score(pair_score, remove_text, remove_box, batch_size)
     base, text_s, img_s, both_s = s[0], s[1 : n + 1], s[n + 1 : 2 * n + 1], s[2 * n + 1 :]
     atts = [
         WordAttribution(
@@ -166,6 +181,8 @@ def word_attributions(
 def word_deletion_curve(
     query_image: np.ndarray,
     query_tokens: Sequence[OcrToken],
+    match_image: np.ndarray,
+    match_tokens: Sequence[OcrToken],
     attributions: Sequence[WordAttribution],
     pair_score: PairScoreFn,
     *,
@@ -174,24 +191,26 @@ def word_deletion_curve(
     resolution: int | None = 256,
     batch_size: int = 16,
     seed: int = 0,
+    mode: str = "deletion",
 ) -> DeletionCurve | None:
-    """Deletion curve over the shared words in ``attributions`` order (text and box removed
-    together) vs random orders; ``None`` when there are no shared words.
+    """Deletion (or insertion) curve over the shared words in ``attributions`` order, each
+    removed from both products (text and boxes) vs random orders; ``None`` without shared words.
 
     >>> q = [OcrToken("OATLY", (0, 0, 10, 4)), OcrToken("BARISTA", (0, 5, 10, 9))]
-    >>> score = lambda ims, tls: np.array([0.5 * any(t.text == "BARISTA" for t in ts) + 0.1 * len(ts) for ts in tls])
-    >>> atts = word_attributions(np.zeros((10, 10, 3), np.uint8), q, q, score, resolution=None)
-    >>> c = word_deletion_curve(np.zeros((10, 10, 3), np.uint8), q, atts, score, resolution=None, n_random=8)
+    >>> score = lambda qi, qt, mi, mt: np.array([0.5 * any(t.text == "BARISTA" for t in a) + 0.1 * len(a) for a in qt])
+    >>> img = np.zeros((10, 10, 3), np.uint8)
+    >>> atts = word_attributions(img, q, img, q, score, resolution=None)
+    >>> c = word_deletion_curve(img, q, img, q, atts, score, resolution=None, n_random=8)
     >>> c.scores.round(2).tolist(), c.faithful
     ([0.7, 0.1, 0.0], True)
+    >>> word_deletion_curve(img, q, img, q, atts, score, resolution=None, n_random=8, mode="insertion").scores.round(2).tolist()
+    [0.0, 0.6, 0.7]
     """
     if not attributions:
         return None
-    query_image = check_rgb(query_image, "query_image")
-    pert = _WordPerturber(query_image, query_tokens, [a.match for a in attributions], fill, resolution)
+    pert = _PairPerturber(query_image, query_tokens, match_image, match_tokens, [a.match for a in attributions], fill, resolution)
 
     def score_rows(keep: np.ndarray) -> np.ndarray:
-        images, token_lists = pert.inputs(~keep, ~keep)
-        return _score(pair_score, images, token_lists, batch_size)
+        return pert.score(pair_score, ~keep, ~keep, batch_size)
 
-    return deletion_curve(range(len(attributions)), len(attributions), score_rows, n_random=n_random, unit="word", seed=seed)
+    return deletion_curve(range(len(attributions)), len(attributions), score_rows, n_random=n_random, unit="word", seed=seed, mode=mode)

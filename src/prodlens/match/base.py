@@ -40,6 +40,15 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+def modalities(kind: str) -> tuple[str, ...]:
+    """The modalities an embedding ``kind`` reads.
+
+    >>> modalities("fused"), modalities("text")
+    (('image', 'text'), ('text',))
+    """
+    return {"image": ("image",), "text": ("text",), "fused": ("image", "text")}[check_kind(kind)]
+
+
 def check_text_weight(text_weight: float) -> float:
     if not 0.0 <= float(text_weight) <= 1.0:
         raise ValueError(f"text_weight must be between 0 and 1 (0 = image only, 1 = text only), got {text_weight!r}")

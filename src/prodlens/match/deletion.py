@@ -1,15 +1,20 @@
-"""Faithfulness of a match explanation: similarity deletion curves and their AUC.
+"""Faithfulness of a match explanation: similarity deletion and insertion curves and their AUC.
 
-Remove the parts an explanation ranks highest first (image cells by saliency, shared
-words by attribution) and watch the similarity; do the same in random orders. A
+Deletion: remove the parts an explanation ranks highest first (image cells by saliency,
+shared words by attribution) and watch the similarity; do the same in random orders. A
 faithful explanation makes the similarity fall faster, so its area under the curve
 (``auc``, trapezoid over the fraction removed in ``[0, 1]``) is *lower* than the mean
-random order's (``random_auc``).
+random order's (``random_auc``). Insertion (``mode="insertion"``): start with every part
+removed and put them back, highest ranked first; a faithful ranking makes the similarity
+rise faster (``auc`` *higher* than random). ``gain`` is the margin over random in the
+good direction for both (positive: better than random).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +25,10 @@ from prodlens.explain.segmentation import GridSegmenter
 from prodlens.match._masking import blend, check_rgb, fill_for, resize_map, to_work
 
 log = logging.getLogger(__name__)
+
+MODES = ("deletion", "insertion")
+#: with at most this many orders of the units (5 units: 120) every order is the random baseline
+EXHAUSTIVE_ORDERS = 120
 
 #: ``keep rows (n, n_units) bool -> (n,) scores``
 RowScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -42,11 +51,12 @@ class DeletionCurve:
 
     ``fractions`` ``(S+1,)`` from 0 to 1; ``scores`` for the explanation's order;
     ``random_scores`` the mean over ``n_random`` random orders (``random_std`` their
-    spread); ``unit`` says what was removed (``"cell"`` or ``"word"``).
+    spread); ``unit`` says what was removed (``"cell"`` or ``"word"``); ``mode`` is
+    ``"deletion"`` (``fractions`` removed) or ``"insertion"`` (``fractions`` put back).
 
     >>> c = DeletionCurve(np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([1.0, 0.5]), np.zeros(2), "cell", 3, 4)
-    >>> c.auc, c.random_auc, c.faithful
-    (0.5, 0.75, True)
+    >>> c.auc, c.random_auc, c.faithful, c.gain
+    (0.5, 0.75, True, 0.25)
     """
 
     fractions: np.ndarray
@@ -56,6 +66,7 @@ class DeletionCurve:
     unit: str
     n_random: int
     n_units: int
+    mode: str = "deletion"
 
     @property
     def auc(self) -> float:
@@ -66,9 +77,15 @@ class DeletionCurve:
         return trapezoid_auc(self.fractions, self.random_scores)
 
     @property
+    def gain(self) -> float:
+        """How much better than random order: ``random_auc - auc`` for deletion, ``auc - random_auc`` for insertion."""
+        d = self.random_auc - self.auc
+        return d if self.mode == "deletion" else -d
+
+    @property
     def faithful(self) -> bool:
-        """Whether the explanation's order removes similarity faster than random order."""
-        return self.auc < self.random_auc
+        """Whether the explanation's order changes the similarity faster than random order."""
+        return self.gain > 0
 
     def to_dict(self) -> dict:
         return {
@@ -79,6 +96,7 @@ class DeletionCurve:
             "unit": self.unit,
             "n_random": int(self.n_random),
             "n_units": int(self.n_units),
+            "mode": self.mode,
             "auc": self.auc,
             "random_auc": self.random_auc,
         }
@@ -93,6 +111,7 @@ class DeletionCurve:
             d["unit"],
             int(d["n_random"]),
             int(d["n_units"]),
+            d.get("mode", "deletion"),
         )
 
 
@@ -112,18 +131,29 @@ def deletion_curve(
     n_random: int = 3,
     unit: str = "unit",
     seed: int = 0,
+    mode: str = "deletion",
 ) -> DeletionCurve:
-    """The deletion curve of ``order`` (unit indices, most important first) and of
-    ``n_random`` random orders, for any units that ``score_rows`` can switch off.
+    """The deletion (or insertion) curve of ``order`` (unit indices, most important first)
+    and of ``n_random`` random orders, for any units that ``score_rows`` can switch off.
 
     ``score_rows(keep)`` scores a batch of boolean keep-rows ``(n, n_units)``. Units
-    missing from ``order`` are removed last, in index order.
+    missing from ``order`` come last, in index order. ``mode="insertion"`` starts from
+    nothing kept and keeps the first units of the order. With few units (at most
+    ``EXHAUSTIVE_ORDERS`` orders: 5 units) the random baseline is the mean over *every*
+    order, the exact expectation (a couple of random draws of two words would often be
+    the explanation's own order); distinct rows are scored once, so that costs at most
+    ``2 ** n_units`` scores.
 
     >>> w = np.array([3.0, 1.0, 0.0, 0.0])
     >>> c = deletion_curve([0, 1, 2, 3], 4, lambda keep: keep @ w, n_random=20)
     >>> c.scores.tolist(), c.faithful
     ([4.0, 1.0, 0.0, 0.0, 0.0], True)
+    >>> c = deletion_curve([0, 1, 2, 3], 4, lambda keep: keep @ w, n_random=20, mode="insertion")
+    >>> c.scores.tolist(), c.faithful
+    ([0.0, 3.0, 4.0, 4.0, 4.0], True)
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if n_units < 1:
         raise ValueError("deletion_curve needs at least one unit to remove")
     if n_random < 1:
@@ -136,11 +166,16 @@ def deletion_curve(
     order += [i for i in range(n_units) if i not in set(order)]
     steps = _steps(n_units, n_steps)
     rng = np.random.default_rng(seed)
-    orders = [np.asarray(order)] + [rng.permutation(n_units) for _ in range(n_random)]
-    rows = np.ones((len(orders) * len(steps), n_units), dtype=bool)
+    if math.factorial(n_units) <= EXHAUSTIVE_ORDERS:
+        randoms = [np.asarray(p) for p in itertools.permutations(range(n_units))]
+    else:
+        randoms = [rng.permutation(n_units) for _ in range(n_random)]
+    orders = [np.asarray(order), *randoms]
+    insert = mode == "insertion"
+    rows = np.full((len(orders) * len(steps), n_units), not insert, dtype=bool)
     for o, perm in enumerate(orders):
         for s, k in enumerate(steps):
-            rows[o * len(steps) + s, perm[:k]] = False
+            rows[o * len(steps) + s, perm[:k]] = insert
     # the all-kept and all-removed rows are shared by every order: score each distinct row once
     uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
     scores = np.asarray(score_rows(uniq), dtype=np.float64).reshape(-1)[inverse.reshape(-1)]
@@ -151,8 +186,9 @@ def deletion_curve(
         random_scores=scores[1:].mean(0),
         random_std=scores[1:].std(0),
         unit=unit,
-        n_random=n_random,
+        n_random=len(randoms),
         n_units=n_units,
+        mode=mode,
     )
 
 
@@ -168,8 +204,9 @@ def image_deletion_curve(
     resolution: int | None = 256,
     batch_size: int = 16,
     seed: int = 0,
+    mode: str = "deletion",
 ) -> DeletionCurve:
-    """Deletion curve over a ``grid x grid`` of image cells ranked by mean saliency.
+    """Deletion (or insertion) curve over a ``grid x grid`` of image cells ranked by mean saliency.
 
     Cells (not single pixels) are removed so that the random orders delete contiguous
     regions too, as the saliency order does; removed cells show ``fill``.
@@ -201,4 +238,4 @@ def image_deletion_curve(
             out.append(np.asarray(score_fn(list(blend(work, fill_img, keep[s : s + batch_size][:, cells]))), dtype=np.float64))
         return np.concatenate(out)
 
-    return deletion_curve(order, n_cells, score_rows, n_steps=n_steps, n_random=n_random, unit="cell", seed=seed)
+    return deletion_curve(order, n_cells, score_rows, n_steps=n_steps, n_random=n_random, unit="cell", seed=seed, mode=mode)

@@ -16,33 +16,27 @@ labels and returns ``self`` (fitted attributes end in ``_``),
 
 Fused embeddings concatenate the per-modality embeddings (see
 :func:`~prodlens.match.base.fuse`), so one fitted object gives image, text and fused
-embeddings. Training runs on cached features and takes seconds on a CPU.
-:class:`BackboneEmbedder` turns photos + OCR tokens into embeddings end to end (the
-:class:`~prodlens.match.base.Embedder` the explainer needs).
+embeddings. Training runs on cached features (the torch loop is
+:mod:`prodlens.match.projection`). :class:`~prodlens.match.embedder.BackboneEmbedder`
+turns photos + OCR tokens into embeddings end to end; the backbones are built once per
+process by :func:`~prodlens.match.backbones.load_backbones`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from prodlens.data.types import OcrToken
-from prodlens.match.base import check_kind, check_text_weight, combine
+from prodlens.match.base import check_kind, check_text_weight, combine, modalities
 from prodlens.match.index import l2_normalize
-
-log = logging.getLogger(__name__)
+from prodlens.match.projection import build_projection, train_projection
 
 METHODS = ("zero_shot", "normsoftmax", "supcon")
 FORMAT = "prodlens-match-embedding"
 VERSION = 1
-
-
-def _modalities(kind: str) -> tuple[str, ...]:
-    return {"image": ("image",), "text": ("text",), "fused": ("image", "text")}[check_kind(kind)]
 
 
 def _as_views(x: np.ndarray | None, name: str, n: int | None = None) -> np.ndarray | None:
@@ -61,47 +55,6 @@ def _as_views(x: np.ndarray | None, name: str, n: int | None = None) -> np.ndarr
     return a
 
 
-def _build_projection(in_dim: int, out_dim: int, hidden: int, dropout: float):
-    import torch
-    from torch import nn
-
-    from prodlens.models.heads import FeatureNorm
-
-    class Projection(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.norm = FeatureNorm(in_dim)
-            layers: list[nn.Module] = [nn.Dropout(dropout)]
-            d = in_dim
-            if hidden > 0:
-                layers += [nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout)]
-                d = hidden
-            layers.append(nn.Linear(d, out_dim))
-            self.net = nn.Sequential(*layers)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return nn.functional.normalize(self.net(self.norm(x)), dim=1)
-
-    return Projection()
-
-
-def _supcon_loss(z, y, temperature: float):
-    import torch
-
-    sim = z @ z.T / temperature
-    n = len(y)
-    eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(eye, -1e9)
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    pos = (y[:, None] == y[None, :]) & ~eye
-    n_pos = pos.sum(1)
-    has = n_pos > 0
-    if not bool(has.any()):
-        return z.sum() * 0.0
-    mean_log_pos = (log_prob * pos).sum(1)[has] / n_pos[has]
-    return -mean_log_pos.mean()
-
-
 class MatchEmbedding:
     """Maps frozen backbone features to embeddings for cosine matching (see the module doc).
 
@@ -116,6 +69,13 @@ class MatchEmbedding:
         Weight ``w`` of the text part in fused embeddings (similarity =
         ``(1 - w) cos_image + w cos_text``); 0.2 was the best weight in train-fold
         cross-validation on GroceryStoreDataset (bench/matching.py).
+    zero_shot_weight:
+        Weight ``k`` of the frozen features kept next to a learned projection: per
+        modality, cosine = ``k cos_frozen + (1 - k) cos_learned`` (the embedding is
+        the two, scaled, concatenated). A projection learned on some products can
+        forget what tells new ones apart; keeping part of the frozen similarity
+        guards that (bench/matching.py --part openset). 0 (default): the projection
+        alone. Applied when transforming, so it can be chosen without refitting.
     out_dim, hidden, dropout:
         Projection output size, optional hidden layer width (0 = linear), dropout.
     scale, margin:
@@ -146,6 +106,7 @@ class MatchEmbedding:
         *,
         kind: str = "fused",
         text_weight: float = 0.2,
+        zero_shot_weight: float = 0.0,
         out_dim: int = 128,
         hidden: int = 0,
         dropout: float = 0.2,
@@ -164,6 +125,7 @@ class MatchEmbedding:
         self.method = method
         self.kind = kind
         self.text_weight = text_weight
+        self.zero_shot_weight = zero_shot_weight
         self.out_dim = out_dim
         self.hidden = hidden
         self.dropout = dropout
@@ -183,7 +145,7 @@ class MatchEmbedding:
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters (as scikit-learn's ``get_params``)."""
         return {k: getattr(self, k) for k in (
-            "method", "kind", "text_weight", "out_dim", "hidden", "dropout", "scale", "margin", "temperature",
+            "method", "kind", "text_weight", "zero_shot_weight", "out_dim", "hidden", "dropout", "scale", "margin", "temperature",
             "epochs", "batch_size", "lr", "weight_decay", "image_backbone", "text_backbone", "seed", "progress")}
 
     def set_params(self, **params: Any) -> MatchEmbedding:
@@ -203,6 +165,8 @@ class MatchEmbedding:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         check_kind(self.kind)
         check_text_weight(self.text_weight)
+        if not 0 <= self.zero_shot_weight <= 1:
+            raise ValueError(f"zero_shot_weight must be in [0, 1] (0: the learned projection alone), got {self.zero_shot_weight!r}")
         for name in ("out_dim", "epochs", "batch_size"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
@@ -235,7 +199,7 @@ class MatchEmbedding:
         img = _as_views(image_features, "image_features", n)
         txt = _as_views(text_features, "text_features", n)
         feats = {"image": img, "text": txt}
-        mods = _modalities(self.kind)
+        mods = modalities(self.kind)
         for m in mods:
             if feats[m] is None:
                 raise ValueError(f"kind={self.kind!r} needs {m}_features; pass them or choose kind=" + repr("text" if m == "image" else "image"))
@@ -281,44 +245,10 @@ class MatchEmbedding:
             torch.set_num_threads(threads)
 
     def _train(self, X: Any, Y: Any, D: int, seed: int, name: str) -> tuple[Any, list[float]]:
-        import torch
-        from torch import nn
-        from tqdm.auto import tqdm
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            proj = _build_projection(D, self.out_dim, self.hidden, self.dropout)
-            proj.norm.fit(X)
-            params = list(proj.parameters())
-            proxies = None
-            if self.method == "normsoftmax":
-                proxies = nn.Parameter(torch.randn(len(self.classes_), self.out_dim) * 0.1)
-                params.append(proxies)
-            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-            gen = torch.Generator().manual_seed(seed)
-            history: list[float] = []
-            proj.train()
-            for _ in tqdm(range(self.epochs), desc=f"fit {name} {self.method}", unit="epoch", disable=not self.progress, leave=False):
-                perm = torch.randperm(len(X), generator=gen)
-                total = 0.0
-                for s in range(0, len(X), self.batch_size):
-                    idx = perm[s : s + self.batch_size]
-                    z = proj(X[idx])
-                    if proxies is not None:
-                        cos = z @ nn.functional.normalize(proxies, dim=1).T
-                        onehot = nn.functional.one_hot(Y[idx], len(self.classes_)).float()
-                        loss = nn.functional.cross_entropy(self.scale * (cos - self.margin * onehot), Y[idx])
-                    else:
-                        loss = _supcon_loss(z, Y[idx], self.temperature)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                history.append(total / len(X))
-            proj.eval()
-        log.info("fitted %s projection (%s, %d training rows): loss %.4f -> %.4f",
-                 name, self.method, len(X), history[0], history[-1])
-        return proj, history
+        p = self.get_params()
+        return train_projection(X, Y, D, n_classes=len(self.classes_), seed=seed, name=name,
+                                **{k: p[k] for k in ("method", "out_dim", "hidden", "dropout", "scale", "margin", "temperature",
+                                                    "epochs", "batch_size", "lr", "weight_decay", "progress")})
 
     # -- transforming -------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -343,7 +273,11 @@ class MatchEmbedding:
                 import torch
 
                 with torch.inference_mode():
-                    out.append(proj(torch.from_numpy(np.ascontiguousarray(a))).numpy().astype(np.float32))
+                    z = proj(torch.from_numpy(np.ascontiguousarray(a))).numpy().astype(np.float32)
+                k = float(self.zero_shot_weight)
+                if k > 0:  # cosine = k * frozen-feature cosine + (1 - k) * learned cosine
+                    z = np.concatenate([np.sqrt(k) * l2_normalize(a), np.sqrt(1 - k) * z], axis=1).astype(np.float32)
+                out.append(z)
         return out[0], out[1]
 
     def transform(self, image_features: np.ndarray | None, text_features: np.ndarray | None, *,
@@ -358,13 +292,13 @@ class MatchEmbedding:
         """
         self._check_fitted()
         kind = check_kind(kind or self.kind)
-        for m in _modalities(kind):
+        for m in modalities(kind):
             if m not in self.modalities_:
                 raise ValueError(f"kind={kind!r} needs the {m} projection, but this embedding was fitted with kind={self.kind!r}; refit with kind='fused'")
-        img, txt = self.transform_parts(image_features if "image" in _modalities(kind) else None,
-                                        text_features if "text" in _modalities(kind) else None)
+        img, txt = self.transform_parts(image_features if "image" in modalities(kind) else None,
+                                        text_features if "text" in modalities(kind) else None)
         w = self.text_weight if text_weight is None else text_weight
-        return combine(img, txt, kind, w, has_text if "text" in _modalities(kind) else None)
+        return combine(img, txt, kind, w, has_text if "text" in modalities(kind) else None)
 
     # -- persistence --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -431,7 +365,7 @@ class MatchEmbedding:
         obj.projections_ = {}
         for m, state in ckpt["state"].items():
             dim = obj.n_image_features_ if m == "image" else obj.n_text_features_
-            proj = _build_projection(dim, obj.out_dim, obj.hidden, obj.dropout)
+            proj = build_projection(dim, obj.out_dim, obj.hidden, obj.dropout)
             proj.load_state_dict(state)
             proj.eval()
             obj.projections_[m] = proj
@@ -440,108 +374,3 @@ class MatchEmbedding:
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.get_params().items() if v != MatchEmbedding().get_params()[k]}
         return f"MatchEmbedding({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
-
-
-class BackboneEmbedder:
-    """Photos + OCR tokens -> embeddings: the backbones of ``embedding``, then its projection.
-
-    Implements :class:`~prodlens.match.base.Embedder` (``normalized = True``: compare
-    by inner product, so that a product without text gets no text similarity). Text
-    features are memoised per distinct text (the explainer re-embeds the same token
-    list many times).
-    ``backbones`` may pass already-built ``(image_backbone, text_backbone)`` modules.
-
-    >>> emb = MatchEmbedding("zero_shot", kind="image").fit(np.zeros((2, 1280)), None, ["a", "b"])
-    >>> be = BackboneEmbedder(emb, backbone_cfg={"pretrained": False, "input_size": 32})
-    >>> be.embed([np.zeros((40, 30, 3), np.uint8)], [[]]).shape, be.input_size
-    ((1, 1280), 32)
-    """
-
-    def __init__(
-        self,
-        embedding: MatchEmbedding,
-        *,
-        kind: str | None = None,
-        text_weight: float | None = None,
-        backbones: tuple[Any, Any] | None = None,
-        backbone_cfg: dict[str, Any] | None = None,
-        batch_size: int = 8,
-    ) -> None:
-        embedding._check_fitted()
-        self.embedding = embedding
-        self.kind = check_kind(kind or embedding.kind)
-        self.text_weight = embedding.text_weight if text_weight is None else check_text_weight(text_weight)
-        mods = _modalities(self.kind)
-        if backbones is None:
-            backbones = load_backbones(embedding.image_backbone if "image" in mods else None,
-                                       embedding.text_backbone if "text" in mods else None, backbone_cfg)
-        self.image_backbone, self.text_backbone = backbones
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
-        self.normalized = True
-        self._text_memo: dict[str, np.ndarray] = {}
-
-    @property
-    def input_size(self) -> int | None:
-        return None if self.image_backbone is None else int(self.image_backbone.preprocess.input_size)
-
-    def image_features(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        import torch
-
-        from prodlens.models.preprocess import images_to_tensor
-
-        out = []
-        with torch.inference_mode():
-            for s in range(0, len(images), self.batch_size):
-                x = images_to_tensor(list(images[s : s + self.batch_size]), self.image_backbone.preprocess)
-                out.append(self.image_backbone.forward_features(x).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.image_backbone.out_dim), np.float32)
-
-    def text_features(self, token_lists: Sequence[Sequence[OcrToken]]) -> np.ndarray:
-        import torch
-
-        from prodlens.models.text_backbones import tokens_to_text
-
-        texts = [tokens_to_text(list(t)) for t in token_lists]
-        todo = sorted({t for t in texts if t not in self._text_memo})
-        if todo:
-            with torch.inference_mode():
-                for s in range(0, len(todo), 64):
-                    chunk = todo[s : s + 64]
-                    for t, v in zip(chunk, self.text_backbone.forward_features(chunk).float().cpu().numpy()):
-                        self._text_memo[t] = v
-        if not texts:
-            return np.zeros((0, self.text_backbone.out_dim), np.float32)
-        return np.stack([self._text_memo[t] for t in texts]).astype(np.float32)
-
-    def embed(self, images: Sequence[np.ndarray], token_lists: Sequence[Sequence[OcrToken]]) -> np.ndarray:
-        """Embeddings ``(n, d)`` of photos with their OCR tokens, compared by inner product."""
-        if len(images) != len(token_lists):
-            raise ValueError(f"got {len(images)} images but {len(token_lists)} token lists; pass one (possibly empty) token list per image")
-        mods = _modalities(self.kind)
-        img = self.image_features(images) if "image" in mods else None
-        txt = self.text_features(token_lists) if "text" in mods else None
-        has_text = np.array([any(t.text.strip() for t in toks) for toks in token_lists], dtype=bool)
-        return self.embedding.transform(img, txt, kind=self.kind, text_weight=self.text_weight, has_text=has_text)
-
-
-_BACKBONES: dict[tuple, Any] = {}
-
-
-def load_backbones(image: str | None = "efficientnet_lite0", text: str | None = "minilm",
-                   backbone_cfg: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """Build (and memoise for this process) the named image and text backbones, in eval mode.
-
-    ``None`` skips a modality. ``backbone_cfg`` goes to the image backbone factory.
-    """
-    key = (image, text, tuple(sorted((backbone_cfg or {}).items())))
-    if key not in _BACKBONES:
-        from prodlens.models.image_backbones import build_image_backbone
-        from prodlens.models.registry import create_model
-
-        ib = build_image_backbone(image, **(backbone_cfg or {})).eval() if image else None
-        tb = create_model(text, kind="text").eval() if text else None
-        _BACKBONES[key] = (ib, tb)
-    return _BACKBONES[key]
-

@@ -5,12 +5,13 @@ and an :class:`~prodlens.match.base.Embedder`:
 
 1. the similarity ``s = e(query) . e(match)`` of their embeddings (cosine, or the
    inner product for embedders whose vectors are ``normalized`` already);
-2. a saliency map on the query photo for ``s`` (RISE or superpixel LIME), the match
-   embedding held fixed; optionally the same on the match photo;
+2. saliency maps on both photos (RISE or superpixel LIME): the query's for ``s`` with the
+   match embedding held fixed, the match's with the query embedding held fixed;
 3. the OCR words both products show, ranked by how much ``s`` drops when the word is
-   removed from the query's text and/or its box masked (:mod:`~prodlens.match.attributes`);
-4. deletion curves of the saliency order and the word order vs random orders
-   (:mod:`~prodlens.match.deletion`).
+   removed from both products (text removed and boxes masked, on both sides;
+   :mod:`~prodlens.match.attributes`);
+4. deletion and insertion curves of the region order (each photo) and of the word order
+   vs random orders (:mod:`~prodlens.match.deletion`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class MatchExplainer:
         Shorter side of the perturbed images: ``"model"`` (the embedder's
         ``input_size`` when it has one, else 256), ``None`` (the photo's) or an int.
     match_saliency:
-        Also compute a saliency map on the match photo (twice the cost).
+        Also compute a saliency map on the match photo (default; ``False`` halves the cost).
     words, min_ratio, min_length, rank_by:
         Shared-word attributes: whether to compute them, the fuzzy-match threshold,
         the shortest word considered and the ranking key (``"drop"``,
@@ -86,6 +87,9 @@ class MatchExplainer:
     deletion, deletion_grid, deletion_steps, n_random:
         Faithfulness curves: whether to compute them, cells per side removed, points
         on the image curve and random orders averaged.
+    insertion:
+        Also the insertion curves (regions of each photo, words), and the deletion curve
+        of the match photo: ``explanation.curves``.
     batch_size:
         Images per ``embed`` call.
     seed:
@@ -116,7 +120,7 @@ class MatchExplainer:
         n_segments: int = 50,
         fill: Fill = "blur",
         resolution: str | int | None = "model",
-        match_saliency: bool = False,
+        match_saliency: bool = True,
         words: bool = True,
         min_ratio: float = 0.75,
         min_length: int = 3,
@@ -125,6 +129,7 @@ class MatchExplainer:
         deletion_grid: int = 8,
         deletion_steps: int = 16,
         n_random: int = 3,
+        insertion: bool = False,
         batch_size: int = 16,
         seed: int = 0,
         progress: bool | None = None,
@@ -145,6 +150,7 @@ class MatchExplainer:
         self.deletion_grid = deletion_grid
         self.deletion_steps = deletion_steps
         self.n_random = n_random
+        self.insertion = insertion
         self.batch_size = batch_size
         self.seed = seed
         self.progress = progress
@@ -215,8 +221,10 @@ class MatchExplainer:
         def match_score(images: Sequence[np.ndarray]) -> np.ndarray:
             return _embed(embedder, images, [m_toks] * len(images)) @ q_emb
 
-        def pair_score(images: Sequence[np.ndarray], token_lists: Sequence[Sequence[OcrToken]]) -> np.ndarray:
-            return _embed(embedder, images, token_lists) @ m_emb
+        def pair_score(q_images: Sequence[np.ndarray], q_tokens: Sequence[Sequence[OcrToken]],
+                       m_images: Sequence[np.ndarray], m_tokens: Sequence[Sequence[OcrToken]]) -> np.ndarray:
+            e = _embed(embedder, [*q_images, *m_images], [*q_tokens, *m_tokens])
+            return np.einsum("ij,ij->i", e[: len(q_images)], e[len(q_images) :])
 
         uses_image = kind != "text"
         saliency = match_sal = None
@@ -230,22 +238,25 @@ class MatchExplainer:
         words: list = []
         if self.words:
             words = word_attributions(
-                q_img, q_toks, m_toks, pair_score, saliency=saliency, match_saliency=match_sal,
+                q_img, q_toks, m_img, m_toks, pair_score, saliency=saliency, match_saliency=match_sal,
                 min_ratio=self.min_ratio, min_length=self.min_length,
                 rank_by=self.rank_by if (self.rank_by != "saliency" or saliency is not None) else "drop",
                 fill=self.fill, resolution=resolution, batch_size=self.batch_size,
             )
         deletion = word_deletion = None
+        curves: dict = {}
         if self.deletion:
-            if saliency is not None:
-                deletion = image_deletion_curve(
-                    q_img, saliency, query_score, grid=self.deletion_grid, n_steps=self.deletion_steps,
-                    n_random=self.n_random, fill=self.fill, resolution=resolution, batch_size=self.batch_size, seed=self.seed,
-                )
-            word_deletion = word_deletion_curve(
-                q_img, q_toks, words, pair_score, n_random=self.n_random, fill=self.fill,
-                resolution=resolution, batch_size=self.batch_size, seed=self.seed,
-            )
+            common = dict(n_random=self.n_random, fill=self.fill, resolution=resolution, batch_size=self.batch_size, seed=self.seed)
+            image_common = dict(grid=self.deletion_grid, n_steps=self.deletion_steps, **common)
+            modes = ("deletion", "insertion") if self.insertion else ("deletion",)
+            for mode in modes:
+                if saliency is not None:
+                    curves[f"query_{mode}"] = image_deletion_curve(q_img, saliency, query_score, mode=mode, **image_common)
+                if match_sal is not None and self.insertion:
+                    curves[f"match_{mode}"] = image_deletion_curve(m_img, match_sal, match_score, mode=mode, **image_common)
+                if words:
+                    curves[f"word_{mode}"] = word_deletion_curve(q_img, q_toks, m_img, m_toks, words, pair_score, mode=mode, **common)
+            deletion, word_deletion = curves.pop("query_deletion", None), curves.pop("word_deletion", None)
         config = {
             "method": getattr(saliency_method, "name", type(saliency_method).__name__),
             "saliency": repr(saliency_method),
@@ -257,12 +268,13 @@ class MatchExplainer:
             "deletion_grid": self.deletion_grid,
             "deletion_steps": self.deletion_steps,
             "n_random": self.n_random,
+            "words_removed_from": "both",
         }
         seconds = time.perf_counter() - t0
         out = MatchExplanation(
             query_id=qid, match_id=mid, similarity=similarity, kind=kind,
             method=config["method"], saliency=saliency, match_saliency=match_sal, words=tuple(words),
-            deletion=deletion, word_deletion=word_deletion, query_tokens=q_toks, match_tokens=m_toks,
+            deletion=deletion, word_deletion=word_deletion, query_tokens=q_toks, match_tokens=m_toks, curves=curves,
             seed=int(self.seed), seconds=seconds, config=config,
         )
         log.info("%s (%.1fs)", out.summary(), seconds)

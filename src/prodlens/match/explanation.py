@@ -28,7 +28,8 @@ class MatchExplanation:
     similarity, ``match_saliency`` the same on the match photo (or ``None``);
     ``words`` are the shared OCR words, most important first; ``deletion`` and
     ``word_deletion`` are the faithfulness curves (``None`` when not computed or no
-    shared words).
+    shared words); ``curves`` holds the others when computed (``match_deletion``,
+    ``query_insertion``, ``match_insertion``, ``word_insertion``).
 
     >>> e = MatchExplanation("q", "m", 0.8, "fused", "rise", np.zeros((2, 2)), None, (), None, None, (), ())
     >>> MatchExplanation.from_dict(e.to_dict()).similarity
@@ -50,6 +51,7 @@ class MatchExplanation:
     seed: int = 0
     seconds: float = 0.0
     config: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
 
     def top_words(self, k: int = 5) -> list[str]:
         """The ``k`` most important shared words (normalised)."""
@@ -86,6 +88,7 @@ class MatchExplanation:
             "seed": int(self.seed),
             "seconds": float(self.seconds),
             "config": self.config,
+            "curves": {k: c.to_dict() for k, c in self.curves.items()},
         }
         if include_maps:
             d["saliency"] = _map_to_list(self.saliency)
@@ -112,4 +115,5 @@ class MatchExplanation:
             seed=int(d.get("seed", 0)),
             seconds=float(d.get("seconds", 0.0)),
             config=dict(d.get("config", {})),
+            curves={k: DeletionCurve.from_dict(c) for k, c in d.get("curves", {}).items()},
         )

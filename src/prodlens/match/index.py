@@ -175,8 +175,17 @@ class ExactIndex(_BaseIndex):
             all_scores[s : s + len(pos)] = np.take_along_axis(sims, pos, 1)
         return SearchResult(all_scores, self._ids[all_pos])
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the index holds: the vectors plus the id map.
 
-FAISS_METHODS = ("flat", "hnsw", "ivf")
+        >>> ExactIndex().add(np.eye(4)).nbytes
+        96
+        """
+        return int(self._vectors.nbytes + self._ids.nbytes)
+
+
+FAISS_METHODS = ("flat", "hnsw", "ivf", "ivfpq")
 
 
 def _import_faiss() -> Any:
@@ -195,7 +204,9 @@ class FaissIndex(_BaseIndex):
 
     ``method``: ``"hnsw"`` (``M`` links per node, ``ef_construction``, ``ef_search``:
     higher is more exact and slower), ``"ivf"`` (``nlist`` lists, trained on the
-    first ``add`` which needs at least ``nlist`` vectors; ``nprobe`` lists searched) or
+    first ``add`` which needs at least ``nlist`` vectors; ``nprobe`` lists searched),
+    ``"ivfpq"`` (the same lists holding product-quantised codes of ``pq_m`` bytes per
+    vector instead of the vectors: for catalogues that do not fit in memory) or
     ``"flat"`` (exact).
 
     >>> idx = FaissIndex("hnsw").add(np.eye(4))  # doctest: +SKIP
@@ -213,12 +224,13 @@ class FaissIndex(_BaseIndex):
         ef_search: int = 64,
         nlist: int = 100,
         nprobe: int = 8,
+        pq_m: int = 16,
     ) -> None:
         super().__init__()
         _check_metric(metric)
         if method not in FAISS_METHODS:
             raise ValueError(f"method must be one of {FAISS_METHODS}, got {method!r}")
-        for name, v in (("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search), ("nlist", nlist), ("nprobe", nprobe)):
+        for name, v in (("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search), ("nlist", nlist), ("nprobe", nprobe), ("pq_m", pq_m)):
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         self.method = method
@@ -228,6 +240,7 @@ class FaissIndex(_BaseIndex):
         self.ef_search = ef_search
         self.nlist = nlist
         self.nprobe = nprobe
+        self.pq_m = pq_m
         self._faiss = _import_faiss()
         self._index: Any = None
 
@@ -243,7 +256,12 @@ class FaissIndex(_BaseIndex):
         if len(train) < self.nlist:
             raise ValueError(f"the ivf index trains {self.nlist} lists (nlist) on the first add, which has only {len(train)} vectors; add more vectors at once or lower nlist")
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, self.nlist, ip)
+        if self.method == "ivfpq":
+            if dim % self.pq_m:
+                raise ValueError(f"pq_m={self.pq_m} must divide the vector size {dim}; choose e.g. pq_m={next(m for m in (16, 8, 4, 2, 1) if dim % m == 0)}")
+            index = faiss.IndexIVFPQ(quantizer, dim, self.nlist, self.pq_m, 8, ip)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dim, self.nlist, ip)
         index.train(train)
         self._quantizer = quantizer  # keep the quantizer alive as long as the index
         return index
@@ -263,26 +281,33 @@ class FaissIndex(_BaseIndex):
         q = np.ascontiguousarray(self._prepare(queries, "queries"))
         if self.method == "hnsw":
             self._index.hnsw.efSearch = max(self.ef_search, k)
-        elif self.method == "ivf":
+        elif self.method in ("ivf", "ivfpq"):
             self._index.nprobe = self.nprobe
         scores, pos = self._index.search(q, k)
         # faiss pads with -1 when it finds fewer than k neighbours (possible with ivf)
         ids = np.where(pos >= 0, self._ids[np.clip(pos, 0, None)], -1)
         return SearchResult(scores.astype(np.float32), ids.astype(np.int64))
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the index holds: faiss' serialised index plus the id map."""
+        if self._index is None:
+            return 0
+        return int(self._faiss.serialize_index(self._index).nbytes + self._ids.nbytes)
 
-INDEXES = ("exact", "flat", "hnsw", "ivf")
+
+INDEXES = ("exact", *FAISS_METHODS)
 
 
 def make_index(name: str = "exact", **params: Any) -> Index:
-    """Build an index by name: ``"exact"`` (numpy) or faiss' ``"flat"``, ``"hnsw"``, ``"ivf"``.
+    """Build an index by name: ``"exact"`` (numpy) or faiss' ``"flat"``, ``"hnsw"``, ``"ivf"``, ``"ivfpq"``.
 
     >>> type(make_index("exact")).__name__
     'ExactIndex'
     >>> make_index("hsnw")
     Traceback (most recent call last):
     ...
-    prodlens.errors.UnknownNameError: unknown index 'hsnw'; did you mean 'hnsw'? (known: exact, flat, hnsw, ivf)
+    prodlens.errors.UnknownNameError: unknown index 'hsnw'; did you mean 'hnsw'? (known: exact, flat, hnsw, ivf, ivfpq)
     """
     if name == "exact":
         return ExactIndex(**params)

@@ -27,8 +27,9 @@ from prodlens.data.images import image_opens
 from prodlens.data.manifest import Dataset
 from prodlens.data.types import SPLITS, ClassList, ProductSample
 from prodlens.errors import Skip
-from prodlens.match.base import check_kind
-from prodlens.match.embedding import MatchEmbedding, _modalities, load_backbones
+from prodlens.match.backbones import load_backbones
+from prodlens.match.base import check_kind, modalities
+from prodlens.match.embedding import MatchEmbedding
 from prodlens.match.errors import MatchError
 from prodlens.match.index import Index, make_index
 from prodlens.match.retrieval import RetrievalResult, evaluate_retrieval
@@ -168,7 +169,7 @@ def catalogue_samples(classes: ClassList) -> list[ProductSample]:
 
 
 def _needs_text(kind: str) -> bool:
-    return "text" in _modalities(kind)
+    return "text" in modalities(kind)
 
 
 def _with_ocr(samples: list[ProductSample], classes: ClassList, ocr_cache_dir: str | Path | None, progress: bool) -> list[ProductSample]:
@@ -197,7 +198,7 @@ def select_samples(dataset: Dataset, which: str, *, kind: str = "fused", ocr_cac
         samples = [s for s in dataset.samples if s.split == which and s.label is not None]
     else:
         raise ValueError(f"gallery/queries must be one of {GALLERIES}, got {which!r}")
-    if "image" in _modalities(kind):
+    if "image" in modalities(kind):
         bad: list[Skip] = [] if skipped is None else skipped
         samples = [s for s in samples if image_opens(s.image_path, bad, str(s.image_path))]
     if which == "iconic":
@@ -230,7 +231,7 @@ def fit_matching(
     """
     embedding = embedding if embedding is not None else MatchEmbedding()
     samples = select_samples(dataset, split, kind=embedding.kind, progress=progress, skipped=skipped)
-    mods = _modalities(embedding.kind)
+    mods = modalities(embedding.kind)
     pf = product_features(
         samples, image_backbone=embedding.image_backbone if "image" in mods else None,
         text_backbone=embedding.text_backbone if "text" in mods else None,
@@ -255,7 +256,7 @@ def zero_shot(kind: str = "fused", text_weight: float = 0.2, image_backbone: str
     >>> zero_shot("text").transform(None, np.ones((1, 384))).shape  # doctest: +SKIP
     (1, 384)
     """
-    mods = _modalities(kind)
+    mods = modalities(kind)
     ib, tb = load_backbones(image_backbone if "image" in mods else None, text_backbone if "text" in mods else None)
     emb = MatchEmbedding("zero_shot", kind=kind, text_weight=text_weight, image_backbone=image_backbone, text_backbone=text_backbone)
     return emb.fit(None if ib is None else np.zeros((1, ib.out_dim)), None if tb is None else np.zeros((1, tb.out_dim)), ["-"])
@@ -294,7 +295,7 @@ def evaluate_matching(
     skipped: list[Skip] = []
     q_samples = select_samples(dataset, queries, kind=kind, ocr_cache_dir=ocr_cache_dir, progress=progress, skipped=skipped)
     g_samples = select_samples(dataset, gallery, kind=kind, ocr_cache_dir=ocr_cache_dir, progress=progress, skipped=skipped)
-    mods = _modalities(kind)
+    mods = modalities(kind)
     feat_args: dict[str, Any] = dict(
         image_backbone=embedding.image_backbone if "image" in mods else None,
         text_backbone=embedding.text_backbone if "text" in mods else None,
@@ -347,7 +348,7 @@ def nearest_matches(
     'Alpro-Fresh-Soy-Milk'
     """
     kind = check_kind(kind or embedder_embedding.kind)
-    mods = _modalities(kind)
+    mods = modalities(kind)
     args: dict[str, Any] = dict(
         image_backbone=embedder_embedding.image_backbone if "image" in mods else None,
         text_backbone=embedder_embedding.text_backbone if "text" in mods else None,
@@ -416,7 +417,7 @@ def explain_dataset_match(
     >>> r.explanation.similarity  # doctest: +SKIP
     0.83
     """
-    from prodlens.match.embedding import BackboneEmbedder
+    from prodlens.match.embedder import BackboneEmbedder
     from prodlens.match.explainer import MatchExplainer
 
     kind = check_kind(kind or (embedding.kind if embedding is not None else "fused"))
@@ -433,7 +434,7 @@ def explain_dataset_match(
                                           cache_dir=cache_dir, progress=progress)[0])
         match = get_sample(g_samples, neighbors[0].gallery_id)
     else:
-        if match.ocr_tokens is None and "text" in _modalities(kind):
+        if match.ocr_tokens is None and "text" in modalities(kind):
             match = _with_ocr([match], dataset.classes, ocr_cache_dir, progress)[0]
     embedder = BackboneEmbedder(embedding, kind=kind, text_weight=text_weight)
     explanation = MatchExplainer(progress=progress, **explainer_params).explain(embedder, query, match)

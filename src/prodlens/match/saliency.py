@@ -225,7 +225,7 @@ class LimeSaliency:
         _check_common(self.batch_size, self.resolution, self.fill)
         image = check_rgb(image, "image")
         lime = MultimodalLime(
-            n_samples=self.n_samples, segmenter=self.segmenter, n_segments=self.n_segments,
+            max_samples=self.n_samples, segmenter=self.segmenter, n_segments=self.n_segments,
             segmenter_params=self.segmenter_params, fill=self.fill, kernel_width=self.kernel_width,
             alpha=self.alpha, early_stop=self.early_stop, batch_size=self.batch_size,
             resolution=self.resolution, seed=self.seed, progress=self.progress,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prodlens.match.base import KINDS
-from prodlens.match.embedding import MatchEmbedding, _modalities
+from prodlens.match.base import KINDS, modalities
+from prodlens.match.embedding import MatchEmbedding
 from prodlens.match.pipeline import ProductFeatures, embed_features
 from prodlens.match.retrieval import evaluate_retrieval
 
@@ -85,7 +85,7 @@ def cross_validate(
     ('image', 1.0)
     """
     ks = tuple(sorted(set(ks)))
-    need = sorted({m for k in kinds for m in _modalities(k)})
+    need = sorted({m for k in kinds for m in modalities(k)})
     fit_kind = "fused" if len(need) == 2 else ("image" if need == ["image"] else "text")
     folds = class_folds(features.ids, features.labels, n_folds)
     settings: list[tuple[str, float | None]] = []
