@@ -46,7 +46,7 @@ def _explanation(query="q1", match="g2", match_saliency=True, seed=0) -> MatchEx
     img = np.zeros((32, 32, 3), np.uint8)
     img[:16, :16] = 255
     ex = MatchExplainer(n_masks=40, grid=4, fill="black", resolution=None, match_saliency=match_saliency,
-                        deletion_grid=4, deletion_steps=4, seed=seed, progress=False)
+                        deletion_grid=4, deletion_steps=4, insertion=True, seed=seed, progress=False)
     return ex.explain(ToyEmbedder(), query_image=img, query_tokens=TOKENS, match_image=img, match_tokens=TOKENS,
                       query_id=query, match_id=match)
 
@@ -63,6 +63,8 @@ def _assert_same(a: MatchExplanation, b: MatchExplanation) -> None:
             assert (va is None) == (vb is None), f.name
             if va is not None:
                 assert va.to_dict() == vb.to_dict(), f.name
+        elif f.name == "curves":
+            assert {k: c.to_dict() for k, c in va.items()} == {k: c.to_dict() for k, c in vb.items()}, f.name
         else:
             assert va == vb, f.name
 
@@ -104,6 +106,7 @@ def test_match_explanations_round_trip(store):
     run = store.add_run("match")
     e = _explanation()
     assert e.words and e.deletion is not None and e.word_deletion is not None and e.match_saliency is not None
+    assert e.curves  # insertion and the match photo's curves travel too (migration 4)
     assert store.put_match_explanations(run, [e, _explanation("q1", "g3", match_saliency=False)]) == 2
     store.put_match_explanations(run, [e])  # idempotent
     s = store.summary(run)

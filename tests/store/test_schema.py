@@ -34,14 +34,14 @@ def test_migrations_produce_exactly_the_current_schema():
 def test_runner_applies_only_pending_migrations_in_order():
     engine = create_engine("sqlite://")
     calls = []
-    extra = Migration(4, "add notes index", lambda conn: calls.append(4))
-    assert migrate(engine, MIGRATIONS) == [1, 2, 3]
-    assert migrate(engine, (*MIGRATIONS, extra)) == [4]
+    extra = Migration(5, "add notes index", lambda conn: calls.append(5))
+    assert migrate(engine, MIGRATIONS) == [1, 2, 3, 4]
+    assert migrate(engine, (*MIGRATIONS, extra)) == [5]
     assert migrate(engine, (*MIGRATIONS, extra)) == []
-    assert calls == [4]
+    assert calls == [5]
     with engine.connect() as c:
-        assert applied_versions(c) == [1, 2, 3, 4]
-    with pytest.raises(SchemaVersionError, match="schema is version 4 but this prodlens knows up to 3; upgrade prodlens"):
+        assert applied_versions(c) == [1, 2, 3, 4, 5]
+    with pytest.raises(SchemaVersionError, match="schema is version 5 but this prodlens knows up to 4; upgrade prodlens"):
         migrate(engine, MIGRATIONS)
 
 
@@ -50,12 +50,13 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     assert migrate(engine, MIGRATIONS[:1]) == [1]
     with engine.begin() as c:
         c.execute(text("INSERT INTO runs (name, config, versions, created_at) VALUES ('old', '{}', '{}', 'then')"))
-    assert migrate(engine) == [2, 3]
+    assert migrate(engine) == [2, 3, 4]
     with engine.connect() as c:
         assert c.execute(text("SELECT name FROM runs")).scalars().all() == ["old"]
-        assert applied_versions(c) == [1, 2, 3]
+        assert applied_versions(c) == [1, 2, 3, 4]
     assert {"match_queries", "match_explanations", "sanity_results"} <= set(inspect(engine).get_table_names())
     assert {"quality", "faithfulness", "stability", "flagged"} <= {c["name"] for c in inspect(engine).get_columns("explanations")}
+    assert "curves" in {c["name"] for c in inspect(engine).get_columns("match_explanations")}
 
 
 def test_a_failing_migration_leaves_nothing_half_applied():

@@ -64,13 +64,13 @@ def _assert_same(a: Explanation, b: Explanation) -> None:
 def test_new_store_is_migrated_and_reopening_applies_nothing(tmp_path):
     path = tmp_path / "r.sqlite"
     with Store.open(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 3
+        assert s.schema_version == SCHEMA_VERSION == 4
         assert s.journal_mode == "wal"
     with Store.open(path) as s:
         with s.engine.connect() as c:
             rows = c.execute(text("SELECT version, name FROM schema_migrations")).all()
     assert rows == [(1, "initial tables"), (2, "match queries and explanations"),
-                    (3, "explanation quality scores and sanity checks")]
+                    (3, "explanation quality scores and sanity checks"), (4, "match explanation curves")]
 
 
 def test_open_without_create_refuses_a_missing_store(tmp_path):
@@ -86,7 +86,7 @@ def test_store_written_by_a_newer_prodlens_is_refused(tmp_path):
     path = tmp_path / "r.sqlite"
     with Store.open(path) as s, s.engine.begin() as c:
         c.execute(insert(schema.schema_migrations).values(version=99, name="future", applied_at="2099"))
-    with pytest.raises(SchemaVersionError, match="schema is version 99 but this prodlens knows up to 3"):
+    with pytest.raises(SchemaVersionError, match="schema is version 99 but this prodlens knows up to 4"):
         Store.open(path)
 
 

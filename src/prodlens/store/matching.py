@@ -164,6 +164,7 @@ class MatchingTables:
             "saliency": _map_dumps(e.saliency), "match_saliency": _map_dumps(e.match_saliency),
             "words": codec.dumps([_word_to_json(w) for w in e.words]),
             "deletion": _curve_dumps(e.deletion), "word_deletion": _curve_dumps(e.word_deletion),
+            "curves": codec.dumps({k: c.to_dict() for k, c in e.curves.items()}),
             "deletion_auc": None if e.deletion is None else e.deletion.auc,
             "deletion_random_auc": None if e.deletion is None else e.deletion.random_auc,
             "query_tokens": codec.tokens_dumps(e.query_tokens), "match_tokens": codec.tokens_dumps(e.match_tokens),
@@ -191,6 +192,7 @@ class MatchingTables:
             saliency=_map_loads(r.saliency), match_saliency=_map_loads(r.match_saliency),
             words=tuple(_word_from_json(d) for d in codec.loads(r.words, [])),
             deletion=_curve_loads(r.deletion), word_deletion=_curve_loads(r.word_deletion),
+            curves={k: DeletionCurve.from_dict(c) for k, c in codec.loads(r.curves, {}).items()},
             query_tokens=codec.tokens_loads(r.query_tokens) or (), match_tokens=codec.tokens_loads(r.match_tokens) or (),
             seed=r.seed, seconds=r.seconds, config=codec.loads(r.config, {}),
         )

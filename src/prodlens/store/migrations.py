@@ -240,11 +240,17 @@ def _v3_quality_and_sanity(conn: Connection) -> None:
     ).create(conn)
 
 
+def _v4_match_curves(conn: Connection) -> None:
+    """Frozen: a match explanation's other faithfulness curves (insertion, the match photo's). Do not edit; add a migration."""
+    _add_column(conn, "match_explanations", Column("curves", Text))
+
+
 #: Every migration, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial),
     Migration(2, "match queries and explanations", _v2_match_tables),
     Migration(3, "explanation quality scores and sanity checks", _v3_quality_and_sanity),
+    Migration(4, "match explanation curves", _v4_match_curves),
 )
 LATEST = MIGRATIONS[-1].version
 

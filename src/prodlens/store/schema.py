@@ -184,6 +184,7 @@ match_explanations = Table(
     Column("words", Text, nullable=False),  # JSON: shared words with drops and in-box saliency
     Column("deletion", Text),  # JSON curve
     Column("word_deletion", Text),  # JSON curve
+    Column("curves", Text),  # JSON {name: curve}: insertion, the match photo's deletion (migration 4)
     Column("deletion_auc", Double),
     Column("deletion_random_auc", Double),
     Column("query_tokens", Text, nullable=False),  # JSON, exact floats
