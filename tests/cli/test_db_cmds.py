@@ -29,7 +29,7 @@ def db(tmp_path) -> Path:
 
 def test_init_creates_a_store(tmp_path, capsys):
     assert main(["db", "init", str(tmp_path / "new.sqlite")]) == 0
-    assert "schema version 3" in capsys.readouterr().out
+    assert "schema version 4" in capsys.readouterr().out
     assert (tmp_path / "new.sqlite").is_file()
 
 

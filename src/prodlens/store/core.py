@@ -100,7 +100,7 @@ class Store:
         the folder that relative sample image paths are resolved against.
 
         >>> Store.open(":memory:").schema_version
-        3
+        4
         """
         location = StoreLocation.parse(target)
         if location.file is not None:

@@ -12,7 +12,7 @@ Migration 1 therefore keeps its own frozen copy of the first tables.
 >>> from sqlalchemy import create_engine
 >>> engine = create_engine("sqlite://")
 >>> migrate(engine)
-[1, 2, 3]
+[1, 2, 3, 4]
 >>> migrate(engine)
 []
 """
