@@ -288,13 +288,13 @@ def run_pipeline_part(ds, args: argparse.Namespace) -> dict:
     explain = next((st for st in summary.get("stages", []) if st["stage"] == "explain"), {})
     return {"command": " ".join(["prodlens", "run", str(path.relative_to(HERE.parent))]), "config": cfg, "returncode": proc.returncode,
             "wall_seconds": round(wall, 1), "stages": stages, "explain_outputs": explain.get("outputs", {}),
-            "load_average_start": load0, "load_average_end": [round(v, 2) for v in os.getloadavg()], "machine_busy": True}
+            "load_average_start": load0, "load_average_end": [round(v, 2) for v in os.getloadavg()], "machine_busy": load0[0] > 1.0}
 
 
 def run_meta(argv: list[str]) -> dict:
     return {"command": "python bench/amortised.py " + " ".join(argv), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "git": git_state(HERE.parent),
-            "load_average_start": [round(v, 2) for v in os.getloadavg()], "machine_busy": True}
+            "load_average_start": [round(v, 2) for v in os.getloadavg()], "machine_busy": os.getloadavg()[0] > 1.0}
 
 
 def main(argv: list[str] | None = None) -> int:
