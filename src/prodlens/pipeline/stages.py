@@ -390,7 +390,9 @@ def _fit_amortised(ctx: Context, fit: bool = True) -> tuple[Path | None, dict[st
     cfg, e = ctx.config, ctx.config.explain
     assert ctx.dataset is not None and ctx.checkpoint is not None
     params = e.amortised_params(cfg.seed)
-    fkey = stage_key({**params, "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
+    # every setting of the explainer, defaults included: a changed default (network size, epochs) refits
+    settings = AmortisedExplainer(**params).get_params()
+    fkey = stage_key({**settings, "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
     path = ctx.checkpoint.with_name(f"{ctx.checkpoint.stem}.amortised-{fkey}.pt")
     if path.is_file():
         return path, {"explainer": str(path), "fitted_now": False, **AmortisedExplainer.load(path).fit_report_}
