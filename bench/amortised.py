@@ -158,6 +158,7 @@ def evaluate_photo(sample, refs: dict, explainers: dict, models: dict) -> list[d
     """Amortised vs reference / floor / default on one held-out photo, per model, plus deletion / insertion AUC."""
     from prodlens.data.images import load_image
     from prodlens.explain import CachedEvaluator, MultimodalInput, MultimodalLime, QualityCheck
+    from prodlens.explain.lime import resolution_work_size
     from prodlens.explain.agreement import agreement
 
     image = load_image(sample.image_path)
@@ -175,7 +176,7 @@ def evaluate_photo(sample, refs: dict, explainers: dict, models: dict) -> list[d
         arms = {"amortised": w_am, "plain-2000 A": m["plain-A"]["weights"], "plain-2000 B": m["plain-B"]["weights"],
                 "default": m["default"]["weights"]}
         # deletion / insertion curves of each ranking on the same photo, same fill, one evaluator
-        x = MultimodalInput(image, refs["segments"], tokens, size=MultimodalLime()._work_size(clf, image.shape))
+        x = MultimodalInput(image, refs["segments"], tokens, size=resolution_work_size("auto", clf, image.shape))
         ev = CachedEvaluator(clf, x, batch_size=8)
         names = ["reference", *arms]
         fr, curves = QualityCheck(n_steps=20).curves(ev, np.vstack([ref, *arms.values()]), [m["target"]] * len(names),

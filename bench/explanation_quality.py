@@ -454,11 +454,12 @@ def time_passes(models: dict, sample) -> dict:
     """Seconds per image pass (the photo, 16 perturbed copies) and per text pass, measured now."""
     from prodlens.data.images import load_image
     from prodlens.explain import MultimodalInput, MultimodalLime, SlicSegmenter
+    from prodlens.explain.lime import resolution_work_size
 
     clf = models["concat"]
     image = load_image(sample.image_path)
     x = MultimodalInput(image, SlicSegmenter()(image), tuple(sample.tokens),
-                        size=MultimodalLime()._work_size(clf, image.shape))
+                        size=resolution_work_size("auto", clf, image.shape))
     rows = np.random.default_rng(0).random((48, x.n_features)) < 0.5
     ims, tls = x.images(rows[:16]), x.token_lists(rows)
     clf.encode_images(list(ims[:8]))  # warm-up

@@ -167,6 +167,7 @@ def explain_photo(sample, models: dict, args: argparse.Namespace) -> dict:
     """Every method on one photo, for every model; fidelity against that model's joint-2000."""
     from prodlens.data.images import load_image
     from prodlens.explain import MultimodalInput, MultimodalLime, SlicSegmenter
+    from prodlens.explain.lime import resolution_work_size
 
     image = load_image(sample.image_path)
     segments = SlicSegmenter(n_segments=args.segments)(image)
@@ -195,7 +196,7 @@ def explain_photo(sample, models: dict, args: argparse.Namespace) -> dict:
             }
             log.info("%s %s %s: %s", sample.id, mname, name, rows[name])
         deleter = SharedEncoders(clf, store, replay=True)
-        x = MultimodalInput(image, segments, tokens, size=MultimodalLime()._work_size(deleter, image.shape))
+        x = MultimodalInput(image, segments, tokens, size=resolution_work_size("auto", deleter, image.shape))
         S = x.n_superpixels
         ref = weights[f"joint-{args.reference}"]
         for name, r in rows.items():

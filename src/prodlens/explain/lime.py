@@ -79,6 +79,29 @@ SAMPLERS: dict[str, Callable[[], Sampler | GridSampler]] = {
 }
 
 
+def resolution_work_size(resolution: str | int | None, classifier: object, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Where perturbed images are built for an explainer's ``resolution`` setting: ``None`` the
+    photo's own size, ``"model"`` the classifier's input side, ``"auto"`` ``AUTO_FACTOR`` times
+    that (the photo's size for a classifier that declares none), an int that side."""
+    if resolution is None:
+        return work_size(shape, None)
+    if resolution in ("auto", "model"):
+        side = input_side(classifier)
+        if side is None:
+            return work_size(shape, None)
+        return work_size(shape, side if resolution == "model" else AUTO_FACTOR * side)
+    return work_size(shape, int(resolution))
+
+
+def target_index(classes: Sequence[str], target: int | str, what: str) -> int:
+    """The index of ``target`` (a class index or name) in ``classes``; ``what`` names the argument in errors."""
+    if isinstance(target, (int, np.integer)):
+        if not 0 <= int(target) < len(classes):
+            raise ValueError(f"{what} must be a class index in 0..{len(classes) - 1} or a class name, got {target}")
+        return int(target)
+    return ClassList.from_names(classes).index(str(target))
+
+
 def _same(a: object, b: object) -> bool:
     try:
         return bool(a == b)
@@ -354,24 +377,6 @@ class MultimodalLime:
         rows = np.vstack([np.ones((1, x.n_features), bool), sampler.sample(max_samples - 1, x.n_features, rng).astype(bool)])
         return rows, None, fixed, design
 
-    def _work_size(self, classifier: object, shape: tuple[int, ...]) -> tuple[int, int]:
-        if self.resolution is None:
-            return work_size(shape, None)
-        if self.resolution in ("auto", "model"):
-            side = input_side(classifier)
-            if side is None:
-                return work_size(shape, None)
-            return work_size(shape, side if self.resolution == "model" else AUTO_FACTOR * side)
-        return work_size(shape, int(self.resolution))
-
-    @staticmethod
-    def _target_index(classes: Sequence[str], target: int | str, what: str) -> int:
-        if isinstance(target, (int, np.integer)):
-            if not 0 <= int(target) < len(classes):
-                raise ValueError(f"{what} must be a class index in 0..{len(classes) - 1} or a class name, got {target}")
-            return int(target)
-        return ClassList.from_names(classes).index(str(target))
-
     # -- the run ------------------------------------------------------------------
     def explain(
         self,
@@ -398,8 +403,8 @@ class MultimodalLime:
         check = self._quality_check()
         image, tokens, true_label, sid = self._resolve_inputs(sample, image, tokens, true_label, sample_id)
         classes = list(classifier.classes)
-        true_idx = None if true_label is None else self._target_index(classes, true_label, "true_label")
-        requested = [self._target_index(classes, t, "targets") for t in targets]
+        true_idx = None if true_label is None else target_index(classes, true_label, "true_label")
+        requested = [target_index(classes, t, "targets") for t in targets]
         photo_size = image.shape[:2]
         x = self._interpretable_input(classifier, image, tokens, segments, seg_fn, sid)
 
@@ -480,7 +485,7 @@ class MultimodalLime:
         if segments is None:
             image, tokens = shrink_photo(image, tokens, self.max_pixels)
         segments = seg_fn(image) if segments is None else relabel_contiguous(segments)
-        size = self._work_size(classifier, image.shape)
+        size = resolution_work_size(self.resolution, classifier, image.shape)
         x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=size)
         log.info("explaining %s: %d superpixels + %d tokens, perturbed at %dx%d",
                  sid, x.n_superpixels, x.n_tokens, size[1], size[0])

@@ -389,10 +389,9 @@ def _fit_amortised(ctx: Context, fit: bool = True) -> tuple[Path | None, dict[st
 
     cfg, e = ctx.config, ctx.config.explain
     assert ctx.dataset is not None and ctx.checkpoint is not None
-    params = e.amortised_params(cfg.seed)
+    am = AmortisedExplainer(**e.amortised_params(cfg.seed), cache_dir=cfg.cache_path / "amortised")
     # every setting of the explainer, defaults included: a changed default (network size, epochs) refits
-    settings = AmortisedExplainer(**params).get_params()
-    fkey = stage_key({**settings, "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
+    fkey = stage_key({**am.get_params(), "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
     path = ctx.checkpoint.with_name(f"{ctx.checkpoint.stem}.amortised-{fkey}.pt")
     if path.is_file():
         return path, {"explainer": str(path), "fitted_now": False, **AmortisedExplainer.load(path).fit_report_}
@@ -405,8 +404,7 @@ def _fit_amortised(ctx: Context, fit: bool = True) -> tuple[Path | None, dict[st
                             "check [data], or use method = 'lime'")
     clf = ctx.classifier()  # loaded on ONNX Runtime where it can (the fit's model calls, as LIME's)
     log.info("explain: fitting the amortised explainer on %d train photos x %d masks", len(train), e.fit_masks)
-    am = AmortisedExplainer(**params, cache_dir=cfg.cache_path / "amortised").fit(clf, train)
-    am.save(path, checkpoint=ctx.checkpoint)
+    am.fit(clf, train).save(path, checkpoint=ctx.checkpoint)
     return path, {"explainer": str(path), "fitted_now": True, **am.fit_report_}
 
 

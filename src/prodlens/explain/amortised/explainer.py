@@ -45,7 +45,7 @@ from prodlens.explain.evaluation import CachedEvaluator
 from prodlens.explain.explanation import Explanation
 from prodlens.explain.interpretable import Fill, MultimodalInput, shrink_photo
 from prodlens.explain.kernels import ExponentialKernel
-from prodlens.explain.lime import MAX_PIXELS, MultimodalLime
+from prodlens.explain.lime import MAX_PIXELS, resolution_work_size, target_index
 from prodlens.explain.result import SampleExplanations
 from prodlens.explain.sampling import BernoulliSampler
 from prodlens.explain.segmentation import SlicSegmenter, make_segmenter, relabel_contiguous
@@ -229,10 +229,6 @@ class AmortisedExplainer:
             return SlicSegmenter(**{"n_segments": self.n_segments, **(self.segmenter_params or {})})
         return make_segmenter(self.segmenter, **(self.segmenter_params or {}))
 
-    def _work_size(self, classifier: object, shape: tuple[int, ...]) -> tuple[int, int]:
-        """Where perturbed images are built: as ``MultimodalLime(resolution=...)`` chooses it."""
-        return MultimodalLime(resolution=self.resolution)._work_size(classifier, shape)
-
     # -- photos, features, masks ----------------------------------------------------------------
     def _photo(self, classifier: object, featurizer: Featurizer, sample: ProductSample | None, *,
                image: np.ndarray | None = None, tokens: Sequence[OcrToken] | None = None,
@@ -250,7 +246,7 @@ class AmortisedExplainer:
             segments = self._segmenter()(image)
         else:
             segments = relabel_contiguous(segments)
-        x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=self._work_size(classifier, image.shape))
+        x = MultimodalInput(image, segments, tuple(tokens), fill=self.fill, size=resolution_work_size(self.resolution, classifier, image.shape))
         feats = self._cached(("features", featurizer.name, _image_key(image, x.segments, x.tokens)),
                              lambda: featurizer(image, x.segments, x.tokens))
         return _Photo(sid, x, photo_size, feats)
@@ -470,10 +466,10 @@ class AmortisedExplainer:
         roles = {predicted: "predicted"}
         true_idx = None
         if true_label is not None:
-            true_idx = MultimodalLime._target_index(self.classes_, true_label, "true_label")
+            true_idx = target_index(self.classes_, true_label, "true_label")
             roles.setdefault(true_idx, "true")
         for t in targets:
-            roles.setdefault(MultimodalLime._target_index(self.classes_, t, "targets"), "requested")
+            roles.setdefault(target_index(self.classes_, t, "targets"), "requested")
         stats = {**ev.stats(), "n_model_calls": 1}
         config = {"explainer": "amortised", "segmenter": repr(self._segmenter()), "fill": self.get_params()["fill"],
                   "features": self.featurizer_.name, "kernel": repr(ExponentialKernel(self.kernel_width)),
