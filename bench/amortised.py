@@ -55,10 +55,34 @@ MODELS = ("concat", "image")  # concat first: the image model replays its image 
 log = logging.getLogger("bench.amortised")
 
 
-def setup() -> tuple:
-    import explain_speed as es
+def setup(args: argparse.Namespace) -> tuple:
+    """The dataset, the two models and what to record of them, for ``--setting``."""
+    if args.setting == "sample":
+        import explain_speed as es
 
-    return es.train_models(threads=2)
+        return es.train_models(threads=2)
+    return full_models(args.data, args.models_dir, tuple(args.models))
+
+
+def full_models(data: Path, runs: Path, names: tuple[str, ...] = MODELS) -> tuple:
+    """The full GroceryStore import at ``data`` (train + val, RapidOCR words in its manifest: see
+    ``prodlens ocr``) and demo-style fast models on all 81 classes, trained once into ``runs`` on
+    the train split alone (early stopping on a held-out tail of train: val stays unseen)."""
+    import explanation_quality as eq
+    from prodlens.data.manifest import read_dataset
+    from prodlens.train import TrainConfig
+
+    ds = read_dataset(data)
+    train, val = ds.split("train"), ds.split("val")
+    no_words = sum(not s.tokens for s in ds.samples)
+    cfg = TrainConfig(mode="fast", views=2, seed=0, feature_cache=str(eq.FEATURES))
+    models, info = eq.fast_models(train, val, names, runs, cfg, early_stop_on_val=False)
+    for name in names:
+        info[name].update(sha256=hashlib.sha256(Path(info[name]["checkpoint"]).read_bytes()).hexdigest()[:16],
+                          classes=len(models[name].classes))
+    return ds, models, {"models": info, "dataset": str(data), "photos": {"train": len(train), "val": len(val)},
+                        "photos_without_words": no_words, "train_config": cfg.to_dict(),
+                        "early_stopping": "held-out tail of train (val unseen)"}
 
 
 def held_out(ds, n: int) -> list:
@@ -71,30 +95,58 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
-def references(sample, models: dict, info: dict, args: argparse.Namespace) -> dict:
-    """Reference, floor and default weights per model for one photo (cached on disk)."""
+RUNS_OF_REFERENCE = {"reference": ("reference", 10_001), "plain-A": ("plain", 20_001), "plain-B": ("plain", 30_001),
+                     "default": (None, 1)}
+
+
+def _feature_store(path: Path) -> dict:
+    """Image-encoder outputs kept on disk, keyed by the perturbed image's bytes (see ``references``)."""
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        return {bytes(k): f for k, f in zip(z["keys"], z["features"])}
+
+
+def _save_store(store: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, keys=np.array([np.frombuffer(k, np.uint8) for k in store]),
+             features=np.stack(list(store.values())))
+    tmp.replace(path)
+
+
+def references(sample, models: dict, info: dict, args: argparse.Namespace, names: tuple[str, ...] = MODELS) -> dict:
+    """Reference, floor and default weights per model for one photo, each model's cached on disk
+    (keyed by photo, its checkpoint hash, rows and seeds). Both models perturb the photo with the
+    same image columns (``SharedImageRows``) and share one frozen EfficientNet-Lite0, so the
+    image-encoder outputs of each run are kept on disk by the perturbed image's bytes and the
+    second model to run replays them: a model can be run as soon as it exists, the other later."""
     import explain_speed as es
     import explanation_quality as eq
     from prodlens.data.images import load_image
     from prodlens.explain import MultimodalLime, SlicSegmenter
 
-    key = _key(sample.id, [info[m]["sha256"] for m in MODELS], args.reference, args.plain, 1)
-    path = CACHE / "refs" / f"{sample.id.replace('/', '_')}_{key}.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=True) as z:
-            return z["doc"].item()
     image = load_image(sample.image_path)
     segments = SlicSegmenter(n_segments=100)(image)
     S = int(segments.max()) + 1
-    runs = {"reference": (args.reference, 10_001), "plain-A": (args.plain, 20_001), "plain-B": (args.plain, 30_001),
-            "default": (None, 1)}
+    sid = sample.id.replace("/", "_")
     out: dict = {"segments": segments, "n_superpixels": S, "tokens": tuple(sample.tokens), "models": {}}
-    targets: dict[str, int] = {}
-    for name, (n, seed) in runs.items():
-        store: dict = {}
-        for i, mname in enumerate(MODELS):
-            shared = eq.SharedImageFeatures(models[mname], store, replay=i > 0)
-            tokens = tuple(sample.tokens) if mname == "concat" else ()
+    for mname in names:
+        key = _key(sample.id, info[mname]["sha256"], args.reference, args.plain, 2)
+        path = CACHE / "refs" / f"{sid}_{mname}_{key}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=True) as z:
+                out["models"][mname] = z["doc"].item()
+            continue
+        tokens = tuple(sample.tokens) if mname == "concat" else ()
+        doc: dict = {}
+        target = None
+        for name, (rows_arg, seed) in RUNS_OF_REFERENCE.items():
+            n = getattr(args, rows_arg) if rows_arg else None
+            store_path = CACHE / "refs" / f"{sid}_images_{_key(sample.id, name, n, seed, 'frozen efficientnet_lite0')}.npz"
+            store = _feature_store(store_path)
+            n_stored = len(store)
+            shared = eq.SharedImageFeatures(models[mname], store, replay=True)
             if n is None:
                 lime = MultimodalLime(seed=seed, quality=False, progress=False)
             else:
@@ -102,20 +154,24 @@ def references(sample, models: dict, info: dict, args: argparse.Namespace) -> di
                                       quality=False, seed=seed, progress=False)
             t0 = time.perf_counter()
             res = lime.explain(shared, image=image, tokens=tokens, segments=segments, sample_id=sample.id,
-                               targets=[targets[mname]] if mname in targets else [])
-            targets.setdefault(mname, res.predicted)
-            e = res.for_target(targets[mname])
-            out["models"].setdefault(mname, {"target": targets[mname], "target_name": e.target_name,
-                                             "p_target": float(e.prediction)})[name] = {
-                "weights": e.weights, "rows": int(res.n_samples), "image_passes": shared.image_passes,
-                "text_passes": shared.text_passes if mname == "concat" else 0,
-                "image_computed": shared.image_computed, "seconds": round(time.perf_counter() - t0, 2)}
+                               targets=[target] if target is not None else [])
+            target = res.predicted if target is None else target
+            e = res.for_target(target)
+            doc.setdefault("target", target)
+            doc.setdefault("target_name", e.target_name)
+            doc.setdefault("p_target", float(e.prediction))
+            doc[name] = {"weights": e.weights, "rows": int(res.n_samples), "image_passes": shared.image_passes,
+                         "text_passes": shared.text_passes if mname == "concat" else 0,
+                         "image_computed": shared.image_computed, "seconds": round(time.perf_counter() - t0, 2)}
+            if len(store) > n_stored:
+                _save_store(store, store_path)
             log.info("%s %s %s: %d rows, %d image passes (%d computed), %.0f s", sample.id, mname, name,
                      res.n_samples, shared.image_passes, shared.image_computed, time.perf_counter() - t0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, doc=np.array(out, dtype=object))
-    tmp.replace(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, doc=np.array(doc, dtype=object))
+        tmp.replace(path)
+        out["models"][mname] = doc
     return out
 
 
@@ -140,7 +196,13 @@ def fit_explainers(ds, models: dict, args: argparse.Namespace) -> tuple[dict, di
     for i, mname in enumerate(MODELS):
         shared = eq.SharedImageFeatures(models[mname], store, replay=i > 0)
         photos = train if mname == "concat" else [replace(s, ocr_tokens=()) for s in train]
-        path = CACHE / f"{mname}_m{args.fit_masks}_p{len(train)}.amortised.pt"
+        path = CACHE / f"{mname}_{_key(info_of(models, mname))}_m{args.fit_masks}_p{len(train)}.amortised.pt"
+        if path.is_file() and not args.refit:
+            am = AmortisedExplainer.load(path, models[mname])
+            info[mname] = json.loads(path.with_suffix(".json").read_text())
+            out[mname] = am
+            log.info("loaded %s (fitted earlier: %s)", path, info[mname])
+            continue
         t0 = time.perf_counter()
         am = AmortisedExplainer(n_masks=args.fit_masks, cache_dir=SHARED_CACHE / "amortised", seed=0, progress=False).fit(shared, photos)
         am.save(path, checkpoint=str(RUNS / f"{mname}_fast_v2_s0.pt"))
@@ -149,17 +211,26 @@ def fit_explainers(ds, models: dict, args: argparse.Namespace) -> tuple[dict, di
         info[mname] = {**r, "fit_seconds_wall": round(sec, 1), "image_passes_requested": shared.image_passes,
                        "image_passes_computed": shared.image_computed, "text_passes": shared.text_passes if mname == "concat" else 0,
                        "explainer": str(path.relative_to(HERE.parent))}
+        path.with_suffix(".json").write_text(json.dumps(info[mname], default=float))
         log.info("fitted %s: %s", mname, info[mname])
         out[mname] = am
     return out, info
 
 
-def evaluate_photo(sample, refs: dict, explainers: dict, models: dict) -> list[dict]:
+def info_of(models: dict, mname: str) -> str:
+    """What identifies a model's weights (its class names and outputs on the fingerprint probe)."""
+    from prodlens.explain.amortised.explainer import classifier_fingerprint
+
+    return json.dumps(classifier_fingerprint(models[mname])["probe"])
+
+
+def evaluate_photo(sample, refs: dict, explainers: dict, models: dict, refine: tuple[int, ...] = ()) -> list[dict]:
     """Amortised vs reference / floor / default on one held-out photo, per model, plus deletion / insertion AUC."""
     from prodlens.data.images import load_image
     from prodlens.explain import CachedEvaluator, MultimodalInput, MultimodalLime, QualityCheck
     from prodlens.explain.lime import resolution_work_size
     from prodlens.explain.agreement import agreement
+    import explain_speed as es
 
     image = load_image(sample.image_path)
     rows = []
@@ -173,8 +244,25 @@ def evaluate_photo(sample, refs: dict, explainers: dict, models: dict) -> list[d
         sec = time.perf_counter() - t0
         w_am = res.for_target(m["target"]).weights
         ref = m["reference"]["weights"]
-        arms = {"amortised": w_am, "plain-2000 A": m["plain-A"]["weights"], "plain-2000 B": m["plain-B"]["weights"],
-                "default": m["default"]["weights"]}
+        arms = {"amortised": w_am}
+        calls = {"amortised": int(res.stats.get("n_model_calls", 1))}
+        S = refs["n_superpixels"]
+        for k in refine:
+            # the network's weights corrected by k real masks, against plain LIME on k + 1 rows (equal budget)
+            am.refine = k
+            r = am.explain(clf, image=image, tokens=tokens, segments=refs["segments"], targets=[m["target"]], sample_id=sample.id)
+            am.refine = 0
+            arms[f"amortised + refine {k}"] = r.for_target(m["target"]).weights
+            calls[f"amortised + refine {k}"] = int(r.stats["n_model_calls"])
+            lime = MultimodalLime(max_samples=k + 1, sampler=es.SharedImageRows(S, 40_001, 40_002), early_stop=False,
+                                  quality=False, seed=40_001, progress=False)
+            r = lime.explain(clf, image=image, tokens=tokens, segments=refs["segments"], targets=[m["target"]], sample_id=sample.id)
+            arms[f"plain-{k + 1}"] = r.for_target(m["target"]).weights
+            calls[f"plain-{k + 1}"] = int(r.n_samples)
+        arms.update({"plain-2000 A": m["plain-A"]["weights"], "plain-2000 B": m["plain-B"]["weights"],
+                     "default": m["default"]["weights"]})
+        calls.update({"plain-2000 A": 2000, "plain-2000 B": 2000,
+                      "default": int(m["default"]["image_passes"])})
         # deletion / insertion curves of each ranking on the same photo, same fill, one evaluator
         x = MultimodalInput(image, refs["segments"], tokens, size=resolution_work_size("auto", clf, image.shape))
         ev = CachedEvaluator(clf, x, batch_size=8)
@@ -185,12 +273,11 @@ def evaluate_photo(sample, refs: dict, explainers: dict, models: dict) -> list[d
                for j, n in enumerate(names)}
         auc["random"] = {"deletion_auc": round(_auc(fr, curves["random_deletion"][0]), 4),
                          "insertion_auc": round(_auc(fr, curves["random_insertion"][0]), 4)}
-        S = refs["n_superpixels"]
         row = {"photo": sample.id, "label": sample.label, "model": mname, "target": m["target_name"], "p_target": round(m["p_target"], 4),
                "n_superpixels": S, "n_words": len(tokens),
                "vs_reference": {n: agreement(w, ref) for n, w in arms.items()},
                "floor_pair": agreement(m["plain-A"]["weights"], m["plain-B"]["weights"]),
-               "auc": auc, "amortised_seconds": round(sec, 3), "amortised_model_rows": int(res.stats.get("n_model_rows", 1)),
+               "auc": auc, "model_calls": calls, "amortised_seconds": round(sec, 3), "amortised_model_rows": int(res.stats.get("n_model_rows", 1)),
                "lime_rows": {"plain-2000": 2000, "default_image_passes": m["default"]["image_passes"],
                              "default_text_passes": m["default"]["text_passes"]},
                # the concat model's runs computed their own image features (comparable seconds); the image model replayed them
@@ -207,15 +294,20 @@ def summarise(rows: list[dict], fit: dict) -> list[dict]:
         mine = [r for r in rows if r["model"] == mname]
         if not mine:
             continue
-        for arm in ("amortised", "plain-2000 A", "plain-2000 B", "default"):
+        for arm in mine[0]["vs_reference"]:
             agg = {k: [r["vs_reference"][arm][k] for r in mine] for k in ("top10_overlap", "spearman", "sign_top10")}
             out.append({"model": mname, "arm": arm, "photos": len(mine),
+                        "model_calls_per_photo": round(float(np.mean([r["model_calls"][arm] for r in mine])), 1),
                         **{k: round(float(np.mean(v)), 3) for k, v in agg.items()},
                         **{f"{k}_sd": round(float(np.std(v, ddof=1)), 3) if len(v) > 1 else None for k, v in agg.items()},
                         "deletion_auc": round(float(np.mean([r["auc"][arm]["deletion_auc"] for r in mine])), 4),
                         "insertion_auc": round(float(np.mean([r["auc"][arm]["insertion_auc"] for r in mine])), 4)})
         ref_auc = {k: round(float(np.mean([r["auc"]["reference"][k] for r in mine])), 4) for k in ("deletion_auc", "insertion_auc")}
         rnd_auc = {k: round(float(np.mean([r["auc"]["random"][k] for r in mine])), 4) for k in ("deletion_auc", "insertion_auc")}
+        floor = {k: [r["floor_pair"][k] for r in mine] for k in ("top10_overlap", "spearman", "sign_top10")}
+        out.append({"model": mname, "arm": "noise floor (plain-2000 A vs B)", "photos": len(mine),
+                    **{k: round(float(np.mean(v)), 3) for k, v in floor.items()},
+                    **{f"{k}_sd": round(float(np.std(v, ddof=1)), 3) if len(v) > 1 else None for k, v in floor.items()}})
         out.append({"model": mname, "arm": "reference (10,000 rows)", "photos": len(mine), **ref_auc})
         out.append({"model": mname, "arm": "random order", "photos": len(mine), **rnd_auc})
         f = fit[mname]
@@ -234,8 +326,8 @@ def summarise(rows: list[dict], fit: dict) -> list[dict]:
 
 
 def markdown(summary: list[dict]) -> str:
-    lines = ["| model | arm | photos | top-10 overlap | Spearman | sign top-10 | deletion AUC | insertion AUC |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | arm | photos | model calls / photo | top-10 overlap | Spearman | sign top-10 | deletion AUC | insertion AUC |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         if s["arm"] == "cost":
             continue
@@ -244,7 +336,7 @@ def markdown(summary: list[dict]) -> str:
                 return "-"
             sd = s.get(f"{k}_sd")
             return f"{s[k]:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
-        lines.append(f"| {s['model']} | {s['arm']} | {s['photos']} | {ms('top10_overlap')} | {ms('spearman')} | "
+        lines.append(f"| {s['model']} | {s['arm']} | {s['photos']} | {s.get('model_calls_per_photo', '-')} | {ms('top10_overlap')} | {ms('spearman')} | "
                      f"{ms('sign_top10')} | {s.get('deletion_auc', '-')} | {s.get('insertion_auc', '-')} |")
     lines += ["", "| model | fit photos | fit model rows | fit s (busy) | rows per explained photo | s per photo (busy) | "
               "call ratio vs 2000-row LIME | break-even photos |", "|---|---|---|---|---|---|---|---|"]
@@ -307,16 +399,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plain", type=int, default=2000)
     ap.add_argument("--fit-masks", type=int, default=64, help="masks per train photo of the amortised fit")
     ap.add_argument("--fit-photos", type=int, default=0, help="train photos to fit on (0 = all 100)")
+    ap.add_argument("--refine", type=int, nargs="*", default=[20, 100],
+                    help="amortised part: also refine with these many real masks (vs plain LIME on as many rows)")
+    ap.add_argument("--refit", action="store_true", help="amortised part: fit again even when a saved fit exists")
     ap.add_argument("--cached-only", action="store_true",
                     help="amortised part: evaluate only the held-out photos whose references are already cached")
     ap.add_argument("--verify", type=float, default=0.1, help="pipeline part: share re-explained with LIME")
     ap.add_argument("--no-deletion", action="store_true", help="pipeline part: skip the deletion stage")
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                    help="the models to run (references can run one model now and the other later)")
+    ap.add_argument("--setting", choices=("full", "sample"), default="full",
+                    help="full: models on all 81 classes of --data; sample: the bundled 10-class sample's models")
+    ap.add_argument("--data", type=Path, default=Path("/work/cache/grocery"),
+                    help="full setting: the OCR'd GroceryStore import (train + val)")
+    ap.add_argument("--models-dir", type=Path, default=HERE.parent / "runs" / "bench-amortised-full")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("prodlens").setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ds, models, setup_info = setup()
+    ds, models, setup_info = setup(args)
     photos = held_out(ds, args.photos)
     doc: dict = json.loads(args.out.read_text()) if args.out.is_file() else {}
     meta = run_meta(argv)
@@ -332,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.part in ("references", "all"):
         for s in tqdm(photos, desc="references", unit="photo"):
-            references(s, models, setup_info["models"], args)
+            references(s, models, setup_info["models"], args, tuple(args.models))
     if args.part in ("amortised", "all"):
         explainers, fit = fit_explainers(ds, models, args)
         rows, left_out = [], []
@@ -341,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.cached_only and not (CACHE / "refs" / f"{s.id.replace('/', '_')}_{key}.npz").is_file():
                 left_out.append(s.id)
                 continue
-            rows += evaluate_photo(s, references(s, models, setup_info["models"], args), explainers, models)
+            rows += evaluate_photo(s, references(s, models, setup_info["models"], args), explainers, models, tuple(args.refine))
         summary = summarise(rows, fit)
         doc["amortised"] = {"run": {**meta, "load_average_end": [round(v, 2) for v in os.getloadavg()]},
                             "setup": setup_info, "settings": {"fit_masks": args.fit_masks, "reference_rows": args.reference,

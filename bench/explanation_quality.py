@@ -406,27 +406,38 @@ def sample_models(names: tuple[str, ...], runs: Path, **ocr) -> tuple:
     timing). Returns ``(dataset, models, info, ocr_report, train_config)``; ``info`` per
     model: checkpoint, val top-1 (early stopping watched val), runtime."""
     from prodlens.data.sample import load_sample
-    from prodlens.models.checkpoint import load_classifier
     from prodlens.ocr.runner import run_ocr
-    from prodlens.train import TrainConfig, train_model
-    from prodlens.train.metrics import evaluate
+    from prodlens.train import TrainConfig
 
     ds, rep = run_ocr(load_sample(), workers=1, progress=False, **ocr)
     log.info("OCR: %s", rep.summary())
-    train, val = ds.split("train"), ds.split("val")
     cfg = TrainConfig(mode="fast", views=2, seed=0, feature_cache=str(FEATURES))
+    models, info = fast_models(ds.split("train"), ds.split("val"), names, runs, cfg, early_stop_on_val=True)
+    for name in names:
+        info[name]["checkpoint"] = str(Path(info[name]["checkpoint"]).relative_to(HERE.parent))
+    return ds, models, info, rep, cfg
+
+
+def fast_models(train, val, names: tuple[str, ...], runs: Path, cfg, early_stop_on_val: bool) -> tuple[dict, dict]:
+    """Models ``names`` trained once into ``runs/{name}_fast_v2_s0.pt`` with ``cfg`` (early
+    stopping on ``val`` or, without ``early_stop_on_val``, on a held-out tail of train), loaded
+    on ONNX Runtime. Returns ``(models, info)``; ``info`` per model: checkpoint, val top-1, runtime."""
+    from prodlens.models.checkpoint import load_classifier
+    from prodlens.train import train_model
+    from prodlens.train.metrics import evaluate
+
     models, info = {}, {}
     for name in names:
         path = runs / f"{name}_fast_v2_s0.pt"
         if not path.is_file():
             t0 = time.perf_counter()
-            train_model(train, val, model=name, config=cfg, out=path, progress=False)
+            train_model(train, val if early_stop_on_val else None, model=name, config=cfg, out=path, progress=False)
             log.info("trained %s in %.0f s", name, time.perf_counter() - t0)
         clf = load_classifier(path).use_runtime("auto")
         models[name] = clf
-        info[name] = {"checkpoint": str(path.relative_to(HERE.parent)), "val_top1": round(evaluate(clf, val, progress=False).top1, 4),
+        info[name] = {"checkpoint": str(path), "val_top1": round(evaluate(clf, val, progress=False).top1, 4),
                       "runtime": clf.runtime}
-    return ds, models, info, rep, cfg
+    return models, info
 
 
 def real_models(args: argparse.Namespace):

@@ -80,6 +80,45 @@ def test_masks_are_cached_so_a_refit_makes_no_model_calls(fitted):
     assert again.fit_report_["photos_evaluated"] == 0
 
 
+def test_refine_corrects_a_poor_network_with_a_few_real_masks(fitted, tmp_path):
+    """A barely trained network (2 epochs) is far from the truth; 40 real masks per photo, with its
+    weights as the prior, bring it close, at 41 model calls per photo."""
+    toy, _, train, unseen, root = fitted
+    poor = AmortisedExplainer(**{**SETTINGS, "epochs": 2, "patience": 1}, cache_dir=root / "cache").fit(toy, train)
+    sel = poor.fit_report_["refine_selection"]
+    assert poor.refine_strength_ == sel["strength"] and sel["n_refine"] == 16 and sel["photos"] >= 1
+    # the selection scores the prior and plain ridge on the same held-out rows
+    assert min(sel["loss_with_prior"].values()) <= sel["loss_prior_only"]
+    before, after = [], []
+    for s in unseen:
+        truth = toy.true_weights(load_image(s.image_path), s.tokens)
+        poor.refine = 0
+        before.append(np.corrcoef(poor.explain(toy, s, targets=["target"]).for_target(1).weights, truth)[0, 1])
+        poor.refine = 40
+        calls = toy.calls
+        res = poor.explain(toy, s, targets=["target"])
+        assert toy.calls - calls <= 41 and res.n_samples == 41 and res.stats["n_model_calls"] == 41
+        e = res.for_target(1)
+        assert e.config["refine"] == 40 and e.config["refine_strength"] == poor.refine_strength_
+        after.append(np.corrcoef(e.weights, truth)[0, 1])
+    assert np.mean(after) > 0.9 and np.mean(after) > np.mean(before) + 0.05, (before, after)
+
+
+def test_refine_is_deterministic_and_checked(fitted):
+    toy, am, _, unseen, _ = fitted
+    am.refine = 8
+    try:
+        a = am.explain(toy, unseen[0], targets=["target"]).for_target(1).weights
+        b = am.explain(toy, unseen[0], targets=["target"]).for_target(1).weights
+    finally:
+        am.refine = 0
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="refine must be an int >= 0"):
+        AmortisedExplainer(refine=-1, features="simple").fit(toy, [])
+    with pytest.raises(ValueError, match="refine_strength must be > 0"):
+        AmortisedExplainer(refine_strength=0.0, features="simple").fit(toy, [])
+
+
 def test_save_load_round_trip_and_refusal(fitted, tmp_path):
     toy, am, _, unseen, _ = fitted
     path = am.save(tmp_path / "toy.amortised.pt", checkpoint="toy.pt")
@@ -160,6 +199,9 @@ def test_cli_fits_saves_and_explains_with_amortised(tmp_path, monkeypatch, capsy
     calls = toy.calls
     assert main(args) == 0  # loads it: the fingerprint's probes and the photo itself, nothing more
     assert toy.calls - calls == 3 + 1
+    capsys.readouterr()
+    assert main([*args, "--refine", "4"]) == 0  # 4 real masks correct the weights: 5 model calls
+    assert "amortised: 5 model calls" in capsys.readouterr().out
     monkeypatch.setattr(explain_cmd, "_load_classifier", lambda path, runtime="auto": AdditivePhotoModel(seed=5))
     assert main(args) == 2
     assert "fitted for another classifier" in capsys.readouterr().err

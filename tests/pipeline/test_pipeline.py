@@ -328,6 +328,12 @@ def test_amortised_run_explains_every_photo_verifies_a_share_and_resumes(job):
     again = run_pipeline(cfg, progress=False)  # resumed: nothing is refitted, re-explained or re-verified
     assert again.stage("explain").skipped == N_TEST and again.stage("explain").outputs["amortised"]["fitted_now"] is False
     assert again.stage("explain").outputs["verify"] == v
+    # refine is an explaining setting, not a fitting one: the saved fit serves, 4 real masks a photo correct it
+    raw["explain"].update(refine=4, verify=0.0)
+    raw.update(name="amortised-refine", out=str(root / "amortised-refine"))
+    refined = run_pipeline(PipelineConfig.from_dict(raw), progress=False).stage("explain")
+    assert refined.done == N_TEST and refined.outputs["amortised"]["fitted_now"] is False
+    assert refined.outputs["surrogate_rows"] == 5
 
 
 def test_demo_is_a_preset_of_the_pipeline():

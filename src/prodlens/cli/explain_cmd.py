@@ -44,13 +44,15 @@ def run_explain(
     amortised: str | Path | None = None,
     fit: bool = False,
     fit_masks: int = 64,
+    refine: int = 0,
 ) -> dict[str, Any]:
     """Explain ``sample_id`` of the dataset with the checkpoint; write PNGs and JSON to ``out``.
 
     Returns ``{"json": path, "pngs": {class: {kind: path}}, "result": SampleExplanations}``.
     With ``amortised`` (a path, ``"auto"``: next to the checkpoint) the amortised explainer
     saved there explains it (``fit``: fit it first on the dataset's train split with
-    ``fit_masks`` masks a photo, and save it there); ``max_samples``, ``fixed`` and ``quality``
+    ``fit_masks`` masks a photo, and save it there; ``refine``: that many real masks correct its
+    weights); ``max_samples``, ``fixed`` and ``quality``
     are LIME's and do not apply.
 
     >>> run_explain("runs/concat.pt", "work/grocery", "Oatly-Oat-Milk_003", "out/")  # doctest: +SKIP
@@ -79,6 +81,7 @@ def run_explain(
     if amortised is not None:
         explainer = _amortised(clf, checkpoint, ds, amortised, fit=fit, fit_masks=fit_masks, n_segments=n_segments,
                                fill=fill, batch_size=batch_size, seed=seed)
+        explainer.refine = refine
     else:
         explainer = MultimodalLime(
             max_samples=max_samples, n_segments=n_segments, fill=fill, early_stop=not fixed,
@@ -128,7 +131,7 @@ def _explain(args: argparse.Namespace) -> int:
         info = run_explain(
             args.checkpoint, args.dataset, args.sample, args.out, classes=args.classes, max_samples=args.max_samples,
             seed=args.seed, fixed=args.fixed, batch_size=args.batch_size, n_segments=args.segments, fill=args.fill,
-            runtime=args.runtime, quality=not args.no_quality, amortised=args.amortised, fit=args.fit,
+            runtime=args.runtime, quality=not args.no_quality, amortised=args.amortised, fit=args.fit, refine=args.refine,
             fit_masks=args.fit_masks,
         )
     except UnknownClassError as e:
@@ -148,7 +151,8 @@ def _explain(args: argparse.Namespace) -> int:
                   f"{q.random_deletion_auc:.3f}, insertion {q.insertion_auc:.3f} vs {q.random_insertion_auc:.3f}), "
                   f"stability {q.stability:.2f}, local error {q.local_error:.3f} - {verdict}")
     if args.amortised is not None:
-        print(f"  amortised: {res.stats.get('n_model_calls', 1)} model call, {res.seconds:.1f}s "
+        n_calls = res.stats.get('n_model_calls', 1)
+        print(f"  amortised: {n_calls} model call{'s' if n_calls != 1 else ''}, {res.seconds:.1f}s "
               "(R^2 is the fit's, on its held-out photos)")
     else:
         print(f"  {res.n_samples} perturbations{' (stopped early)' if res.stopped_early else ''}, {res.seconds:.1f}s")
@@ -185,4 +189,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fit", action="store_true",
                    help="with --amortised: fit it first on the dataset's train split and save it to PATH")
     p.add_argument("--fit-masks", type=int, default=64, help="with --fit: random masks per train photo (default 64)")
+    p.add_argument("--refine", type=int, default=0, metavar="N",
+                   help="with --amortised: correct its weights with N real masks (N + 1 model calls; default 0)")
     p.set_defaults(func=_explain)

@@ -13,7 +13,7 @@ Traceback (most recent call last):
 ...
 prodlens.pipeline.config.PipelineConfigError: <dict>: [explain] has no setting 'sampels'; did you mean 'max_samples'? \
 Allowed: split, classes, limit, max_samples, early_stop, segments, fill, batch_size, targets, resolution, device, quality, \
-method, verify, fit_masks, fit_photos, amortised_features
+method, verify, fit_masks, fit_photos, amortised_features, refine
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from prodlens.errors import ConfigError
 from prodlens.explain.interpretable import FILLS
 
 if typing.TYPE_CHECKING:  # pragma: no cover
+    from prodlens.explain.amortised import AmortisedExplainer
     from prodlens.explain.lime import MultimodalLime
 
 #: Stage names, in the order they run.
@@ -174,7 +175,8 @@ class ExplainConfig:
     ``method = "amortised"``: an :class:`~prodlens.explain.AmortisedExplainer` is fitted on
     the train split (``fit_photos`` of them, 0 = all, ``fit_masks`` random masks each, the
     explainer's frozen ``amortised_features``), saved next to the checkpoint, and explains
-    every photo with one model call; ``verify`` (a share in [0, 1]) of them, the least
+    every photo with one model call (``refine`` > 0: plus that many real masks per photo, which
+    correct the network's weights; not part of the fit); ``verify`` (a share in [0, 1]) of them, the least
     confident half and a random half, are explained again by LIME (``samples`` etc.) and the
     agreement goes into the run summary and the store."""
 
@@ -197,6 +199,7 @@ class ExplainConfig:
     fit_masks: int = 64
     fit_photos: int = 0
     amortised_features: str = "backbone"
+    refine: int = 0
 
     def __post_init__(self) -> None:
         from prodlens.explain.amortised.features import FEATURIZERS
@@ -207,6 +210,7 @@ class ExplainConfig:
         _check("explain", self.fit_photos >= 0, "fit_photos", "an int >= 0 (0 fits on every train photo)", self.fit_photos)
         _check("explain", self.amortised_features in FEATURIZERS, "amortised_features", _either(tuple(FEATURIZERS)),
                self.amortised_features)
+        _check("explain", self.refine >= 0, "refine", "an int >= 0 (real masks per photo; 0: none)", self.refine)
         _check("explain", self.limit >= 0, "limit", "an int >= 0 (0 explains every photo of the split)", self.limit)
         _check("explain", self.segments >= 2, "segments", "an int >= 2", self.segments)
         _check("explain", self.fill in FILLS, "fill", _either(FILLS), self.fill)
@@ -217,17 +221,20 @@ class ExplainConfig:
         except ValueError as e:
             _fail("explain", str(e))
 
-    def amortised_params(self, seed: int) -> dict[str, Any]:
-        """Keyword arguments of :class:`~prodlens.explain.AmortisedExplainer` (same segmentation and fill as LIME's).
+    def amortised(self, seed: int, cache_dir: str | Path | None = None) -> AmortisedExplainer:
+        """The configured, unfitted :class:`~prodlens.explain.AmortisedExplainer` (same
+        segmentation and fill as LIME's; ``cache_dir`` keeps its evaluated masks).
 
-        >>> ExplainConfig(fit_masks=32).amortised_params(0)["n_masks"]
+        >>> ExplainConfig(fit_masks=32, refine=8).amortised(0).get_params()["n_masks"]
         32
         """
-        return {
-            "n_masks": self.fit_masks, "features": self.amortised_features, "n_segments": self.segments, "fill": self.fill,
-            "batch_size": self.batch_size, "seed": seed, "resolution": None if self.resolution == "full" else self.resolution,
-            "progress": False,
-        }
+        from prodlens.explain.amortised import AmortisedExplainer
+
+        return AmortisedExplainer(
+            n_masks=self.fit_masks, features=self.amortised_features, n_segments=self.segments, fill=self.fill,
+            batch_size=self.batch_size, seed=seed, resolution=None if self.resolution == "full" else self.resolution,
+            refine=self.refine, cache_dir=cache_dir, progress=False,
+        )
 
     def explainer(self, seed: int) -> MultimodalLime:
         """The configured explainer (it only stores these settings: it is what travels to

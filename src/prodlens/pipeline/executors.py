@@ -65,6 +65,8 @@ class WorkerSpec:
     extra_config: dict[str, Any] = field(default_factory=dict)
     #: a saved :class:`~prodlens.explain.AmortisedExplainer` to explain with instead of LIME ("" = LIME)
     amortised: str = ""
+    #: with ``amortised``: real masks per photo that correct its weights (``AmortisedExplainer.refine``)
+    refine: int = 0
 
 
 def load_model(checkpoint: str, device: str = "cpu") -> Any:
@@ -105,6 +107,7 @@ class ExplainWorker:
             from prodlens.explain import AmortisedExplainer
 
             self.lime = AmortisedExplainer.load(spec.amortised, self.classifier)
+            self.lime.refine = spec.refine
 
     def __call__(self, sample: ProductSample) -> Outcome:
         from dataclasses import replace

@@ -347,7 +347,7 @@ def stage_explain(ctx: Context) -> StageReport:
     amortised, fit_facts = _fit_amortised(ctx, fit=bool(todo)) if e.method == "amortised" else (None, {})
     spec = WorkerSpec(str(ctx.checkpoint), e.explainer(cfg.seed), targets=e.targets, device=e.device,
                       threads=cfg.executor.threads, extra_config={"pipeline_key": key},
-                      amortised=str(amortised) if amortised else "")
+                      amortised=str(amortised) if amortised else "", refine=e.refine)
     failed: list[tuple[str, str]] = []
     done = 0
     bar = tqdm(total=len(chosen), initial=skipped, desc="explain", unit="photo", disable=not ctx.progress)
@@ -378,7 +378,9 @@ def stage_explain(ctx: Context) -> StageReport:
 
 
 #: The [explain] settings that only the amortised method reads.
-AMORTISED_KEYS = ("method", "verify", "fit_masks", "fit_photos", "amortised_features")
+AMORTISED_KEYS = ("method", "verify", "fit_masks", "fit_photos", "amortised_features", "refine")
+#: The explainer's settings that apply when explaining, not when fitting (a change needs no refit).
+EXPLAIN_TIME_PARAMS = ("refine", "refine_strength")
 
 
 def _fit_amortised(ctx: Context, fit: bool = True) -> tuple[Path | None, dict[str, Any]]:
@@ -389,9 +391,10 @@ def _fit_amortised(ctx: Context, fit: bool = True) -> tuple[Path | None, dict[st
 
     cfg, e = ctx.config, ctx.config.explain
     assert ctx.dataset is not None and ctx.checkpoint is not None
-    am = AmortisedExplainer(**e.amortised_params(cfg.seed), cache_dir=cfg.cache_path / "amortised")
-    # every setting of the explainer, defaults included: a changed default (network size, epochs) refits
-    fkey = stage_key({**am.get_params(), "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
+    am = e.amortised(cfg.seed, cache_dir=cfg.cache_path / "amortised")
+    # every setting of the fit, defaults included: a changed default (network size, epochs) refits
+    fit_params = {k: v for k, v in am.get_params().items() if k not in EXPLAIN_TIME_PARAMS}
+    fkey = stage_key({**fit_params, "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
     path = ctx.checkpoint.with_name(f"{ctx.checkpoint.stem}.amortised-{fkey}.pt")
     if path.is_file():
         return path, {"explainer": str(path), "fitted_now": False, **AmortisedExplainer.load(path).fit_report_}

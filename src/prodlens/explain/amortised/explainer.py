@@ -142,6 +142,14 @@ class AmortisedExplainer:
     segmenter, n_segments, segmenter_params, fill, kernel_width, resolution, max_pixels, batch_size:
         As :class:`~prodlens.explain.MultimodalLime`'s (the same segmentation, fill, kernel and
         perturbed-image size, so the weights mean what LIME's mean).
+    refine:
+        Real masks per explained photo that correct the network's weights (0: none, one model
+        call per photo; ``k``: ``1 + k`` calls): LIME's fit on those rows with the network's
+        weights as the ridge prior (:mod:`~prodlens.explain.amortised.refine`). It can be
+        changed on a fitted or loaded explainer.
+    refine_strength:
+        The prior's precision; ``None`` (default) takes the one :meth:`fit` chose on the
+        held-out fitting photos (``refine_strength_``).
     hidden, epochs, lr, weight_decay, batch_photos, holdout, patience:
         The network (width ``hidden``) and its training: Adam, ``batch_photos`` photos a step, at
         most ``epochs`` passes, stopped when the LIME loss on a held-out ``holdout`` share of
@@ -179,6 +187,8 @@ class AmortisedExplainer:
         batch_photos: int = 16,
         holdout: float = 0.15,
         patience: int = 60,
+        refine: int = 0,
+        refine_strength: float | None = None,
         cache_dir: str | Path | None = None,
         seed: int = 0,
         progress: bool | None = None,
@@ -200,6 +210,8 @@ class AmortisedExplainer:
         self.batch_photos = batch_photos
         self.holdout = holdout
         self.patience = patience
+        self.refine = refine
+        self.refine_strength = refine_strength
         self.cache_dir = cache_dir
         self.seed = seed
         self.progress = progress
@@ -209,7 +221,7 @@ class AmortisedExplainer:
         """The settings (what :meth:`save` writes; a featurizer object is saved by its name)."""
         keys = ("n_masks", "segmenter", "n_segments", "segmenter_params", "fill", "kernel_width", "resolution",
                 "max_pixels", "batch_size", "hidden", "epochs", "lr", "weight_decay", "batch_photos", "holdout",
-                "patience", "seed")
+                "patience", "refine", "refine_strength", "seed")
         params = {k: getattr(self, k) for k in keys}
         params["fill"] = list(self.fill) if isinstance(self.fill, tuple) else self.fill
         params["features"] = self.features if isinstance(self.features, str) else self.features.name
@@ -218,6 +230,10 @@ class AmortisedExplainer:
     def _check(self) -> None:
         if not isinstance(self.n_masks, (int, np.integer)) or self.n_masks < 2:
             raise ValueError(f"n_masks must be an int >= 2 (the original plus perturbations), got {self.n_masks!r}")
+        if not isinstance(self.refine, (int, np.integer)) or self.refine < 0:
+            raise ValueError(f"refine must be an int >= 0 (real masks per explained photo), got {self.refine!r}")
+        if self.refine_strength is not None and not self.refine_strength > 0:
+            raise ValueError(f"refine_strength must be > 0 or None (chosen at fit), got {self.refine_strength!r}")
         if not 0 <= self.holdout < 1:
             raise ValueError(f"holdout must be a share in [0, 1), got {self.holdout!r}")
         for name in ("epochs", "batch_photos", "hidden", "batch_size"):
@@ -384,6 +400,8 @@ class AmortisedExplainer:
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
+        selection = _choose_refine_strength(net, hold or train, int(self.refine), int(self.n_masks))
+        self.refine_strength_ = float(selection["strength"]) if selection else 1.0
         self.classes_ = list(fingerprint["classes"])
         self.fingerprint_ = fingerprint
         self.featurizer_ = featurizer
@@ -396,6 +414,7 @@ class AmortisedExplainer:
             "mask_seconds": round(t_masks, 2), "train_seconds": round(time.perf_counter() - t1, 2),
             "epochs": len(history), "best_epoch": best_epoch + 1,
             "held_out_r2": round(-best, 4) if hold else None, "train_r2": round(_r2(net, [all_train]), 4),
+            "refine_strength": self.refine_strength_, "refine_selection": selection,
         }
         self._verified: set[int] = {id(classifier)}
         self.classifier_: Classifier | None = classifier
@@ -462,6 +481,10 @@ class AmortisedExplainer:
                           torch.as_tensor(f.words[None], dtype=torch.float32),
                           torch.as_tensor(f.context[None], dtype=torch.float32),
                           torch.as_tensor(probs0[None], dtype=torch.float32))[0].numpy().astype(np.float64)
+        intercepts = probs0 - w.sum(0)  # the surrogate passes through the model's output on the unperturbed photo
+        n_refine = int(self.refine)
+        if n_refine:
+            w, intercepts = self._refine(ev, x, photo.sample_id, w, n_refine)
         predicted = int(np.argmax(probs0))
         roles = {predicted: "predicted"}
         true_idx = None
@@ -470,10 +493,11 @@ class AmortisedExplainer:
             roles.setdefault(true_idx, "true")
         for t in targets:
             roles.setdefault(target_index(self.classes_, t, "targets"), "requested")
-        stats = {**ev.stats(), "n_model_calls": 1}
+        stats = {**ev.stats(), "n_model_calls": 1 + n_refine}
         config = {"explainer": "amortised", "segmenter": repr(self._segmenter()), "fill": self.get_params()["fill"],
                   "features": self.featurizer_.name, "kernel": repr(ExponentialKernel(self.kernel_width)),
                   "work_size": [int(v) for v in x.size], "fit": {k: self.fit_report_[k] for k in ("photos", "n_masks", "held_out_r2")},
+                  "refine": n_refine, "refine_strength": self._strength() if n_refine else None,
                   "quality": False, **stats}
         if x.image.shape[:2] != photo.photo_size:
             config["photo_size"] = list(photo.photo_size)
@@ -481,16 +505,32 @@ class AmortisedExplainer:
         exps = tuple(
             Explanation(
                 sample_id=photo.sample_id, target=t, target_name=self.classes_[t], weights=w[:, t].copy(),
-                # the surrogate passes through the model's output on the unperturbed photo
-                intercept=float(probs0[t] - w[:, t].sum()), score=float(score if score is not None else np.nan),
+                intercept=float(intercepts[t]), score=float(score if score is not None else np.nan),
                 prediction=float(probs0[t]), segments=x.segments, tokens=x.tokens, n_superpixels=x.n_superpixels,
-                seed=int(self.seed), n_samples=1, config={**config, "role": role}, surrogate_prediction=float(probs0[t]),
+                seed=int(self.seed), n_samples=1 + n_refine, config={**config, "role": role},
+                surrogate_prediction=float(intercepts[t] + w[:, t].sum()),
             )
             for t, role in roles.items()
         )
         return SampleExplanations(sample_id=photo.sample_id, explanations=exps, predicted=predicted, true=true_idx,
-                                  probabilities=probs0.copy(), n_samples=1, stopped_early=False,
+                                  probabilities=probs0.copy(), n_samples=1 + n_refine, stopped_early=False,
                                   seconds=time.perf_counter() - t0, stats=stats)
+
+    def _strength(self) -> float:
+        return float(self.refine_strength if self.refine_strength is not None else getattr(self, "refine_strength_", 1.0))
+
+    def _refine(self, ev: CachedEvaluator, x: MultimodalInput, sample_id: str, w: np.ndarray,
+                n_refine: int) -> tuple[np.ndarray, np.ndarray]:
+        """LIME's fit on ``n_refine`` real rows (plus the unperturbed one) with ``w`` as the prior."""
+        from prodlens.explain.amortised.refine import refine_weights
+
+        seed = _photo_seed(self.seed + 1, sample_id)  # other masks than the fit's for the same photo
+        img = BernoulliSampler().sample(n_refine, x.n_superpixels, np.random.default_rng([seed, 0]))
+        txt = BernoulliSampler().sample(n_refine, x.n_tokens, np.random.default_rng([seed, 1]))
+        rows = np.vstack([np.ones((1, x.n_features), bool), np.hstack([img, txt]).astype(bool)])
+        ev.batch_size = self.batch_size
+        outputs = ev(rows).astype(np.float64)
+        return refine_weights(w, rows, outputs, ExponentialKernel(self.kernel_width)(rows), self._strength())
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path, checkpoint: str | Path | None = None) -> Path:
@@ -538,6 +578,7 @@ class AmortisedExplainer:
         self.fingerprint_ = doc["fingerprint"]
         self.probe_photos_ = [(np.asarray(im), tuple(OcrToken(t, tuple(b)) for t, b in toks)) for im, toks in doc["probe_photos"]]
         self.fit_report_ = doc["fit_report"]
+        self.refine_strength_ = float(self.fit_report_.get("refine_strength") or 1.0)
         self.checkpoint_ = doc.get("checkpoint")
         net = WeightNet(len(self.classes_), self.featurizer_.superpixel_dim, self.featurizer_.word_dim,
                         self.featurizer_.context_dim, hidden=int(params["hidden"]))
@@ -608,6 +649,30 @@ def _loss(net, b: dict):  # noqa: ANN001, ANN202
 
     w = net(b["sp"], b["wd"], b["cx"], b["p0"])
     return lime_loss(w, b["z"], b["y"], b["pi"], b["fmask"])
+
+
+def _choose_refine_strength(net, items: list, n_refine: int, n_masks: int) -> dict | None:  # noqa: ANN001
+    """``refine.choose_strength`` on ``items`` (the held-out fitting photos): the network's weights
+    as the prior, the first ``n_refine`` (at most half) perturbed rows refine, the rest score."""
+    import torch
+
+    from prodlens.explain.amortised.refine import choose_strength
+
+    k = min(n_refine or 16, (n_masks - 1) // 2)
+    if k < 1 or not items:
+        return None
+    photos = []
+    with torch.no_grad():
+        for j in range(0, len(items), 16):
+            chunk = items[j:j + 16]
+            b = _batch(chunk)
+            w = net(b["sp"], b["wd"], b["cx"], b["p0"]).numpy().astype(np.float64)
+            S = b["sp"].shape[1]
+            for i, (p, rows, probs, kern) in enumerate(chunk):
+                s, t = p.x.n_superpixels, p.x.n_tokens
+                prior = np.vstack([w[i, :s], w[i, S:S + t]])
+                photos.append((prior, rows, probs.astype(np.float64), kern, [int(np.argmax(probs[0]))]))
+    return choose_strength(photos, k)
 
 
 def _r2(net, batches: list[dict]) -> float:  # noqa: ANN001
