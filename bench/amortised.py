@@ -1,27 +1,35 @@
 """Amortised explainer vs LIME: agreement, deletion / insertion, model calls (CPU).
 
 Not a test. Two models trained as ``prodlens demo`` does (fast mode, frozen EfficientNet-Lite0
-+ MiniLM, the bundled GroceryStore sample's 100 train photos, RapidOCR words, ``"sv"`` filter;
-the same checkpoints and OCR cache as bench/explain_speed.py): **image** (image-only head,
-explained over its superpixels alone) and **concat** (Feature Concatenation fusion, superpixels
-+ OCR words). Parts (``--part``):
++ MiniLM, RapidOCR words): **image** (image-only head, explained over its superpixels alone)
+and **concat** (Feature Concatenation fusion, superpixels + OCR words). ``--setting full``
+(default): on all 81 classes of the GroceryStore import at ``--data`` (train + val, OCR'd by
+``prodlens ocr``), trained on the train split alone (early stopping on a held-out tail of
+train, so val is unseen), into ``--models-dir``. ``--setting sample``: the bundled 10-class
+sample's models (the same checkpoints and OCR cache as bench/explain_speed.py). Parts (``--part``):
 
 * ``references``: per held-out val photo (``--photos``, val photos with >= 3 OCR words, round
   robin over classes; never used in fitting) and model: a 10,000-row plain-LIME reference, two
   independent 2000-row plain runs (the noise floor) and the factorised / early-stopping default
   (``MultimodalLime(seed=1, quality=False)``), all on one SLIC segmentation. Cached under
-  ``runs/bench-amortised/refs`` (keyed by photo, model checkpoint hash, rows and seeds), so a
-  rerun costs nothing. The concat model runs first, the image model replays its image features
-  (one frozen backbone: ``SharedImageFeatures``, ``SharedImageRows``), so their seconds are not
-  timings.
-* ``amortised``: ``AmortisedExplainer.fit`` on the train photos (their masks cached on disk),
-  then explains the held-out photos; agreement with the reference (top-10 overlap, Spearman,
-  sign agreement on the reference's top 10) next to the noise floor and the default; deletion
-  / insertion AUC (``QualityCheck.curves``, the same steps and fill) of amortised vs
-  reference vs a 2000-row run on the same photos; cost: fitting seconds and model rows, seconds
-  and model rows per explained photo, break-even photo count against 2000-row LIME.
-* ``pipeline``: ``prodlens run`` over the sample's whole val split with ``[explain] method =
-  "amortised"``: wall seconds and load average (re-time it on an idle machine).
+  ``runs/bench-amortised/refs`` per photo and model (keyed by its checkpoint hash, rows and
+  seeds), so a rerun costs nothing. Both models perturb the photo alike and share one frozen
+  backbone, so each run's image-encoder outputs are kept on disk and the second model replays
+  them (``SharedImageFeatures``, ``SharedImageRows``): ``--models image`` can run before the
+  concat model exists; the replaying model's seconds are not timings.
+* ``fit``: ``AmortisedExplainer.fit`` on the train photos (``--fit-photos``, 0 = all; their
+  masks cached on disk, the image model replaying the concat model's image features), saved
+  under ``runs/bench-amortised``; the ``amortised`` part loads it (``--refit`` fits again).
+* ``amortised``: the fit (or the saved one), then explains the held-out photos; agreement with
+  the reference (top-10 overlap, Spearman, sign agreement on the reference's top 10) next to
+  the noise floor and the default; the network's weights refined by ``--refine`` real masks
+  against plain LIME on as many rows (equal budget); deletion / insertion AUC
+  (``QualityCheck.curves``, the same steps and fill) of every arm on the same photos; cost:
+  fitting seconds and model rows, model calls and seconds per explained photo, break-even
+  photo count against 2000-row LIME.
+* ``pipeline``: ``prodlens run`` over the whole val split with ``[explain] method =
+  "amortised"`` and the concat model: wall seconds per stage and load average (its fit reuses
+  the masks the ``fit`` part cached; the fit's one-off cost is in the ``amortised`` section).
 
 Writes ``bench/results/amortised.json`` (command, date, machine, git state, load average,
 ``machine_busy``) and prints Markdown tables.
@@ -115,6 +123,12 @@ def _save_store(store: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def ref_path(sample, mname: str, info: dict, args: argparse.Namespace) -> Path:
+    """Where one model's references of one photo are cached."""
+    key = _key(sample.id, info[mname]["sha256"], args.reference, args.plain, 2)
+    return CACHE / "refs" / f"{sample.id.replace('/', '_')}_{mname}_{key}.npz"
+
+
 def references(sample, models: dict, info: dict, args: argparse.Namespace, names: tuple[str, ...] = MODELS) -> dict:
     """Reference, floor and default weights per model for one photo, each model's cached on disk
     (keyed by photo, its checkpoint hash, rows and seeds). Both models perturb the photo with the
@@ -132,8 +146,7 @@ def references(sample, models: dict, info: dict, args: argparse.Namespace, names
     sid = sample.id.replace("/", "_")
     out: dict = {"segments": segments, "n_superpixels": S, "tokens": tuple(sample.tokens), "models": {}}
     for mname in names:
-        key = _key(sample.id, info[mname]["sha256"], args.reference, args.plain, 2)
-        path = CACHE / "refs" / f"{sid}_{mname}_{key}.npz"
+        path = ref_path(sample, mname, info, args)
         if path.is_file():
             with np.load(path, allow_pickle=True) as z:
                 out["models"][mname] = z["doc"].item()
@@ -196,7 +209,8 @@ def fit_explainers(ds, models: dict, args: argparse.Namespace) -> tuple[dict, di
     for i, mname in enumerate(MODELS):
         shared = eq.SharedImageFeatures(models[mname], store, replay=i > 0)
         photos = train if mname == "concat" else [replace(s, ocr_tokens=()) for s in train]
-        path = CACHE / f"{mname}_{_key(info_of(models, mname))}_m{args.fit_masks}_p{len(train)}.amortised.pt"
+        width = f"_h{args.hidden}" if args.hidden != 32 else ""
+        path = CACHE / f"{mname}_{_key(info_of(models, mname))}_m{args.fit_masks}_p{len(train)}{width}.amortised.pt"
         if path.is_file() and not args.refit:
             am = AmortisedExplainer.load(path, models[mname])
             info[mname] = json.loads(path.with_suffix(".json").read_text())
@@ -204,7 +218,8 @@ def fit_explainers(ds, models: dict, args: argparse.Namespace) -> tuple[dict, di
             log.info("loaded %s (fitted earlier: %s)", path, info[mname])
             continue
         t0 = time.perf_counter()
-        am = AmortisedExplainer(n_masks=args.fit_masks, cache_dir=SHARED_CACHE / "amortised", seed=0, progress=False).fit(shared, photos)
+        am = AmortisedExplainer(n_masks=args.fit_masks, hidden=args.hidden, cache_dir=SHARED_CACHE / "amortised", seed=0,
+                                progress=False).fit(shared, photos)
         am.save(path, checkpoint=str(RUNS / f"{mname}_fast_v2_s0.pt"))
         sec = time.perf_counter() - t0
         r = am.fit_report_
@@ -348,7 +363,21 @@ def markdown(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_pipeline_part(ds, args: argparse.Namespace) -> dict:
+def per_photo_markdown(rows: list[dict]) -> str:
+    """Top-10 overlap per photo and arm, with the photo's class, words and the words in the reference's top 10."""
+    if not rows:
+        return ""
+    arms = [a for a in rows[0]["vs_reference"] if not a.startswith("plain-2000")]
+    lines = ["| model | photo | p(target) | words | words in ref top 10 | " + " | ".join(arms) + " | floor |",
+             "|---|---|---|---|---|" + "---|" * (len(arms) + 1)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['photo'].split('/')[-1]} | {r['p_target']:.2f} | {r['n_words']} | "
+                     f"{r['words_in_reference_top10']} | " + " | ".join(str(r["vs_reference"][a]["top10_overlap"]) for a in arms)
+                     + f" | {r['floor_pair']['top10_overlap']} |")
+    return "\n".join(lines)
+
+
+def run_pipeline_part(ds, args: argparse.Namespace, setup_info: dict) -> dict:
     """``prodlens run`` over the sample's whole val split with ``[explain] method = "amortised"`` (the
     concat checkpoint, the OCR'd dataset written once; the fit's masks come from the shared cache when
     the ``amortised`` part made them). Wall seconds per stage, the load average around it."""
@@ -356,15 +385,15 @@ def run_pipeline_part(ds, args: argparse.Namespace) -> dict:
 
     from prodlens.data.manifest import write_dataset
 
-    data = CACHE / "dataset"
+    data = CACHE / f"dataset-{args.setting}"
     if not (data / "manifest.jsonl").is_file():
         write_dataset(ds, data)
     out = CACHE / f"pipeline-{int(time.time())}"
     cfg = {"name": "bench-amortised", "out": str(out), "cache_dir": str(SHARED_CACHE), "store": str(out / "prodlens.sqlite"),
            "data": {"dataset": str(data)}, "ocr": {"engine": "none"},
-           "train": {"checkpoint": str(RUNS / "concat_fast_v2_s0.pt")},
+           "train": {"checkpoint": str(HERE.parent / setup_info["models"]["concat"]["checkpoint"])},
            "explain": {"split": "val", "method": "amortised", "verify": args.verify, "fit_masks": args.fit_masks,
-                       "fit_photos": args.fit_photos},
+                       "fit_photos": args.fit_photos, "refine": args.pipeline_refine},
            "deletion": {"enabled": not args.no_deletion}, "executor": {"threads": 2}}
     path = out.with_suffix(".json")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,7 +422,7 @@ def run_meta(argv: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("references", "amortised", "pipeline", "all"), default="all")
+    ap.add_argument("--part", choices=("references", "fit", "amortised", "pipeline", "all"), default="all")
     ap.add_argument("--photos", type=int, default=5, help="held-out val photos per model")
     ap.add_argument("--reference", type=int, default=10000)
     ap.add_argument("--plain", type=int, default=2000)
@@ -401,10 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit-photos", type=int, default=0, help="train photos to fit on (0 = all 100)")
     ap.add_argument("--refine", type=int, nargs="*", default=[20, 100],
                     help="amortised part: also refine with these many real masks (vs plain LIME on as many rows)")
+    ap.add_argument("--hidden", type=int, default=32, help="the amortised network's width (AmortisedExplainer(hidden=))")
     ap.add_argument("--refit", action="store_true", help="amortised part: fit again even when a saved fit exists")
     ap.add_argument("--cached-only", action="store_true",
                     help="amortised part: evaluate only the held-out photos whose references are already cached")
     ap.add_argument("--verify", type=float, default=0.1, help="pipeline part: share re-explained with LIME")
+    ap.add_argument("--pipeline-refine", type=int, default=0, help="pipeline part: [explain] refine")
     ap.add_argument("--no-deletion", action="store_true", help="pipeline part: skip the deletion stage")
     ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
                     help="the models to run (references can run one model now and the other later)")
@@ -435,12 +466,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("references", "all"):
         for s in tqdm(photos, desc="references", unit="photo"):
             references(s, models, setup_info["models"], args, tuple(args.models))
+    if args.part == "fit":  # fit and save only (the amortised part then loads the fit)
+        fit_explainers(ds, models, args)
     if args.part in ("amortised", "all"):
         explainers, fit = fit_explainers(ds, models, args)
         rows, left_out = [], []
         for s in tqdm(photos, desc="held-out photos", unit="photo"):
-            key = _key(s.id, [setup_info["models"][m]["sha256"] for m in MODELS], args.reference, args.plain, 1)
-            if args.cached_only and not (CACHE / "refs" / f"{s.id.replace('/', '_')}_{key}.npz").is_file():
+            if args.cached_only and not all(ref_path(s, m, setup_info["models"], args).is_file() for m in MODELS):
                 left_out.append(s.id)
                 continue
             rows += evaluate_photo(s, references(s, models, setup_info["models"], args), explainers, models, tuple(args.refine))
@@ -454,13 +486,16 @@ def main(argv: list[str] | None = None) -> int:
         write()
         print("\n## Amortised vs LIME on held-out val photos\n")
         print(markdown(summary))
+        print("\n## Top-10 overlap with the reference, per held-out photo\n")
+        print(per_photo_markdown(rows))
     if args.part in ("pipeline", "all"):
-        part = run_pipeline_part(ds, args)
+        part = run_pipeline_part(ds, args, setup_info)
         doc["pipeline"] = {"run": meta, **part}
         write()
         e = part["explain_outputs"]
-        print(f"\n## prodlens run, amortised, the sample's val split ({e.get('photos')} photos)\n")
-        print(f"wall {part['wall_seconds']} s (busy machine, load {part['load_average_start']} -> {part['load_average_end']}); "
+        print(f"\n## prodlens run, amortised, the {args.setting} setting's val split ({e.get('photos')} photos)\n")
+        print(f"wall {part['wall_seconds']} s ({'busy' if part['machine_busy'] else 'idle'} machine, "
+              f"load {part['load_average_start']} -> {part['load_average_end']}); "
               f"stages: {part['stages']}")
     return 0
 
