@@ -435,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cached-only", action="store_true",
                     help="amortised part: evaluate only the held-out photos whose references are already cached")
     ap.add_argument("--verify", type=float, default=0.1, help="pipeline part: share re-explained with LIME")
+    ap.add_argument("--pipeline-section", default="pipeline",
+                    help="pipeline part: the JSON section to write (e.g. a second run that loads the saved fit)")
     ap.add_argument("--pipeline-refine", type=int, default=0, help="pipeline part: [explain] refine")
     ap.add_argument("--no-deletion", action="store_true", help="pipeline part: skip the deletion stage")
     ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
@@ -457,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     def write() -> None:
         # another part may have written since this run started: keep its sections
         fresh = json.loads(args.out.read_text()) if args.out.is_file() else {}
-        doc.update({k: v for k, v in fresh.items() if k not in ("amortised", "pipeline") or k not in doc})
+        doc.update({k: v for k, v in fresh.items() if k not in ("amortised", args.pipeline_section) or k not in doc})
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n", encoding="utf-8")
@@ -490,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         print(per_photo_markdown(rows))
     if args.part in ("pipeline", "all"):
         part = run_pipeline_part(ds, args, setup_info)
-        doc["pipeline"] = {"run": meta, **part}
+        doc[args.pipeline_section] = {"run": meta, **part}
         write()
         e = part["explain_outputs"]
         print(f"\n## prodlens run, amortised, the {args.setting} setting's val split ({e.get('photos')} photos)\n")
