@@ -331,9 +331,11 @@ def test_amortised_run_explains_every_photo_verifies_a_share_and_resumes(job):
     # refine is an explaining setting, not a fitting one: the saved fit serves, 4 real masks a photo correct it
     raw["explain"].update(refine=4, verify=0.0)
     raw.update(name="amortised-refine", out=str(root / "amortised-refine"))
-    refined = run_pipeline(PipelineConfig.from_dict(raw), progress=False).stage("explain")
+    refined_run = run_pipeline(PipelineConfig.from_dict(raw), progress=False)
+    refined = refined_run.stage("explain")
     assert refined.done == N_TEST and refined.outputs["amortised"]["fitted_now"] is False
-    assert refined.outputs["surrogate_rows"] == 5
+    assert refined.outputs["surrogate_rows"] == 5 and refined.outputs["amortised"]["refine"] == 4
+    assert any("refined with 4 real masks a photo" in line for line in highlights(refined_run))
 
 
 def test_demo_is_a_preset_of_the_pipeline():

@@ -128,7 +128,8 @@ def highlights(summary: PipelineSummary) -> list[str]:
         if o.get("amortised"):
             a = o["amortised"]
             out.append(f"amortised explainer: fitted on {a['photos']} train photos ({a['model_rows']} model rows, "
-                       f"held-out R^2 {a['held_out_r2']}{', fitted now' if a.get('fitted_now') else ', loaded'})")
+                       f"held-out R^2 {a['held_out_r2']}{', fitted now' if a.get('fitted_now') else ', loaded'})"
+                       + (f"; refined with {a['refine']} real masks a photo" if a.get("refine") else ""))
         v = o.get("verify")
         if v and v.get("photos"):
             out.append(f"verified with LIME: {v['photos']} photos ({v['fraction']:.0%}, least confident half + random): "

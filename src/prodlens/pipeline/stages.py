@@ -371,7 +371,7 @@ def stage_explain(ctx: Context) -> StageReport:
         bar.close()
     outputs: dict[str, Any] = {"folder": str(folder), **_explain_facts(ctx, e.max_samples)}
     if e.method == "amortised":
-        outputs["amortised"] = fit_facts
+        outputs["amortised"] = {**fit_facts, "refine": e.refine}
         if e.verify > 0:
             outputs["verify"] = _verify_amortised(ctx, folder, amortised)
     return report(done=done, skipped=skipped, failed=tuple(failed), outputs=outputs)
