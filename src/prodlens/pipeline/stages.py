@@ -379,8 +379,6 @@ def stage_explain(ctx: Context) -> StageReport:
 
 #: The [explain] settings that only the amortised method reads.
 AMORTISED_KEYS = ("method", "verify", "fit_masks", "fit_photos", "amortised_features", "refine")
-#: The explainer's settings that apply when explaining, not when fitting (a change needs no refit).
-EXPLAIN_TIME_PARAMS = ("refine", "refine_strength")
 
 
 def _fit_amortised(ctx: Context, fit: bool = True) -> tuple[Path | None, dict[str, Any]]:
@@ -393,8 +391,7 @@ def _fit_amortised(ctx: Context, fit: bool = True) -> tuple[Path | None, dict[st
     assert ctx.dataset is not None and ctx.checkpoint is not None
     am = e.amortised(cfg.seed, cache_dir=cfg.cache_path / "amortised")
     # every setting of the fit, defaults included: a changed default (network size, epochs) refits
-    fit_params = {k: v for k, v in am.get_params().items() if k not in EXPLAIN_TIME_PARAMS}
-    fkey = stage_key({**fit_params, "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
+    fkey = stage_key({**am.fit_params(), "fit_photos": e.fit_photos}, ctx.keys["train"], ctx.keys["dataset"])
     path = ctx.checkpoint.with_name(f"{ctx.checkpoint.stem}.amortised-{fkey}.pt")
     if path.is_file():
         return path, {"explainer": str(path), "fitted_now": False, **AmortisedExplainer.load(path).fit_report_}

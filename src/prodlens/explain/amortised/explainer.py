@@ -60,6 +60,8 @@ VERSION = 1
 PROBE_TOLERANCE = 2e-3
 #: Fitting photos kept in the explainer as probes of the fingerprint (besides the synthetic one).
 N_PROBE_PHOTOS = 2
+#: The refine prior's precision when the fit could not choose one (too few masks, or an older file).
+DEFAULT_REFINE_STRENGTH = 1.0
 
 
 class ClassifierMismatchError(ProdlensError):
@@ -227,6 +229,18 @@ class AmortisedExplainer:
         params["features"] = self.features if isinstance(self.features, str) else self.features.name
         return params
 
+    #: Settings that apply when explaining, not when fitting: changing them needs no refit.
+    EXPLAIN_TIME_PARAMS = ("refine", "refine_strength")
+
+    def fit_params(self) -> dict[str, Any]:
+        """The settings that decide the fit (``get_params`` without ``EXPLAIN_TIME_PARAMS``): what
+        a saved fit is keyed on.
+
+        >>> "refine" in AmortisedExplainer(refine=5).fit_params()
+        False
+        """
+        return {k: v for k, v in self.get_params().items() if k not in self.EXPLAIN_TIME_PARAMS}
+
     def _check(self) -> None:
         if not isinstance(self.n_masks, (int, np.integer)) or self.n_masks < 2:
             raise ValueError(f"n_masks must be an int >= 2 (the original plus perturbations), got {self.n_masks!r}")
@@ -292,13 +306,7 @@ class AmortisedExplainer:
         x = photo.x
 
         def evaluate() -> tuple[np.ndarray, np.ndarray]:
-            # Bernoulli(0.5) rows, the superpixel and word columns from their own streams: a photo's
-            # image masks are the same whether or not it has words (an image-only and a fused model
-            # then perturb it alike, so an encoder cache serves both)
-            n = int(self.n_masks) - 1
-            img = BernoulliSampler().sample(n, x.n_superpixels, np.random.default_rng([rng_seed, 0]))
-            txt = BernoulliSampler().sample(n, x.n_tokens, np.random.default_rng([rng_seed, 1]))
-            rows = np.vstack([np.ones((1, x.n_features), bool), np.hstack([img, txt]).astype(bool)])
+            rows = _random_rows(x, int(self.n_masks) - 1, rng_seed)
             ev = CachedEvaluator(classifier, x, batch_size=self.batch_size)
             probs = ev(rows).astype(np.float32)
             for k, v in ev.stats().items():
@@ -401,7 +409,7 @@ class AmortisedExplainer:
             net.load_state_dict(best_state)
         net.eval()
         selection = _choose_refine_strength(net, hold or train, int(self.refine), int(self.n_masks))
-        self.refine_strength_ = float(selection["strength"]) if selection else 1.0
+        self.refine_strength_ = float(selection["strength"]) if selection else DEFAULT_REFINE_STRENGTH
         self.classes_ = list(fingerprint["classes"])
         self.fingerprint_ = fingerprint
         self.featurizer_ = featurizer
@@ -472,7 +480,7 @@ class AmortisedExplainer:
         if true_label is None and sample is not None:
             true_label = sample.label
         x = photo.x
-        ev = CachedEvaluator(classifier, x, batch_size=1)
+        ev = CachedEvaluator(classifier, x, batch_size=self.batch_size)
         probs0 = ev(np.ones((1, x.n_features), bool))[0].astype(np.float64)
         self.net_.eval()
         with torch.no_grad():
@@ -517,18 +525,14 @@ class AmortisedExplainer:
                                   seconds=time.perf_counter() - t0, stats=stats)
 
     def _strength(self) -> float:
-        return float(self.refine_strength if self.refine_strength is not None else getattr(self, "refine_strength_", 1.0))
+        return float(self.refine_strength if self.refine_strength is not None else self.refine_strength_)
 
     def _refine(self, ev: CachedEvaluator, x: MultimodalInput, sample_id: str, w: np.ndarray,
                 n_refine: int) -> tuple[np.ndarray, np.ndarray]:
         """LIME's fit on ``n_refine`` real rows (plus the unperturbed one) with ``w`` as the prior."""
         from prodlens.explain.amortised.refine import refine_weights
 
-        seed = _photo_seed(self.seed + 1, sample_id)  # other masks than the fit's for the same photo
-        img = BernoulliSampler().sample(n_refine, x.n_superpixels, np.random.default_rng([seed, 0]))
-        txt = BernoulliSampler().sample(n_refine, x.n_tokens, np.random.default_rng([seed, 1]))
-        rows = np.vstack([np.ones((1, x.n_features), bool), np.hstack([img, txt]).astype(bool)])
-        ev.batch_size = self.batch_size
+        rows = _random_rows(x, n_refine, _photo_seed(self.seed + 1, sample_id))  # other masks than the fit's
         outputs = ev(rows).astype(np.float64)
         return refine_weights(w, rows, outputs, ExponentialKernel(self.kernel_width)(rows), self._strength())
 
@@ -578,7 +582,7 @@ class AmortisedExplainer:
         self.fingerprint_ = doc["fingerprint"]
         self.probe_photos_ = [(np.asarray(im), tuple(OcrToken(t, tuple(b)) for t, b in toks)) for im, toks in doc["probe_photos"]]
         self.fit_report_ = doc["fit_report"]
-        self.refine_strength_ = float(self.fit_report_.get("refine_strength") or 1.0)
+        self.refine_strength_ = float(self.fit_report_.get("refine_strength") or DEFAULT_REFINE_STRENGTH)
         self.checkpoint_ = doc.get("checkpoint")
         net = WeightNet(len(self.classes_), self.featurizer_.superpixel_dim, self.featurizer_.word_dim,
                         self.featurizer_.context_dim, hidden=int(params["hidden"]))
@@ -599,6 +603,15 @@ def _photo_seed(seed: int, sample_id: str) -> int:
     """The masks' seed for one photo: from the run's seed and the photo's id, so a photo gets the
     same masks whatever else is fitted with it (and its cached outputs serve any later fit)."""
     return int.from_bytes(hashlib.blake2b(f"{seed}:{sample_id}".encode(), digest_size=8).digest(), "little")
+
+
+def _random_rows(x: MultimodalInput, n: int, seed: int) -> np.ndarray:
+    """Row 0 the unperturbed photo, then ``n`` Bernoulli(0.5) rows, the superpixel and word columns
+    from their own streams of ``seed``: a photo's image masks are the same whether or not it has
+    words (an image-only and a fused model then perturb it alike, so an encoder cache serves both)."""
+    img = BernoulliSampler().sample(n, x.n_superpixels, np.random.default_rng([seed, 0]))
+    txt = BernoulliSampler().sample(n, x.n_tokens, np.random.default_rng([seed, 1]))
+    return np.vstack([np.ones((1, x.n_features), bool), np.hstack([img, txt]).astype(bool)])
 
 
 def _image_key(image: np.ndarray, segments: np.ndarray, tokens: Sequence[OcrToken]) -> str:
